@@ -1,0 +1,5 @@
+"""`python -m vidqa` runs the CLI."""
+
+from vidqa.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""LLaVA-OneVision: SigLIP frames → projector → 2×2 bilinear pooling → (T, M, D), one newline per video.
+
+Each frame gives M = ceil(P/2)² tokens (P = image_size / patch_size: 27 → 196 for the released checkpoints).
+The model appends one learned `image_newline` token after the whole video; vidqa always keeps it. Positions
+are 1-D and contiguous after dropping (as the VidCom² and DyCoke reference code run LLaVA-OV).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+from vidqa.models.base import AdapterError, GenerateInputs, VideoAdapter, VisualTokens, sequence_keep_mask
+
+if TYPE_CHECKING:
+    from transformers import BatchFeature
+
+
+class LlavaOnevisionAdapter(VideoAdapter):
+    model_types = ("llava_onevision",)
+
+    def decode_side(self) -> int | None:
+        # The processor resizes frames to image_size (384); decoding at 2× that keeps resize quality.
+        return 2 * int(self.model.config.vision_config.image_size)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        vision = self.model.config.vision_config
+        side = math.ceil((vision.image_size // vision.patch_size) / 2)
+        return side * side
+
+    def encode(self, batch: BatchFeature) -> VisualTokens:
+        config = self.model.config
+        pixels = batch["pixel_values_videos"].to(self.device, self.model.dtype)  # (1, T, 3, H, W)
+        num_frames = pixels.shape[1]
+        out = self.model.model.get_video_features(
+            pixels,
+            vision_feature_layer=config.vision_feature_layer,
+            vision_feature_select_strategy=config.vision_feature_select_strategy,
+        )
+        pooled = out.pooler_output if hasattr(out, "pooler_output") else out
+        pooled = pooled.reshape(-1, pooled.shape[-1])  # (T·M [+1 newline in transformers ≥ 5.2x], D)
+        m = self.tokens_per_frame
+        if pooled.shape[0] == num_frames * m + 1:
+            pooled = pooled[:-1]  # the newline: vidqa appends it itself in `assemble`
+        if pooled.shape[0] != num_frames * m:
+            raise AdapterError(
+                f"expected {num_frames}×{m} visual tokens, the model produced {pooled.shape[0]}"
+            )
+        return VisualTokens(features=pooled.view(num_frames, m, -1))
+
+    def assemble(
+        self, batch: BatchFeature, visual: VisualTokens, keep: torch.Tensor | None
+    ) -> GenerateInputs:
+        features = visual.features  # (T, M, D)
+        newline = self.model.model.image_newline.to(features.dtype)[None]  # (1, D)
+        video_embeds = torch.cat([features.flatten(0, 1), newline], dim=0)  # (T·M + 1, D)
+        input_ids = batch["input_ids"].to(self.device)
+        embeds, video_mask = self._embed_with_video(input_ids, video_embeds)
+        attention_mask = batch["attention_mask"].to(self.device)
+
+        t, m, _ = visual.shape
+        token_keep = (
+            torch.ones(t * m, dtype=torch.bool, device=self.device) if keep is None else keep.flatten()
+        )
+        visual_keep = torch.cat(
+            [token_keep.to(self.device), torch.ones(1, dtype=torch.bool, device=self.device)]
+        )
+        seq_keep = sequence_keep_mask(video_mask, visual_keep)[0]  # (L,)
+
+        # Kept visual tokens (the newline excluded: it carries no frame content) in compressed coordinates.
+        is_feature = video_mask[0].clone()
+        is_feature[video_mask[0].nonzero()[-1]] = False
+        visual_positions = (is_feature[seq_keep]).nonzero(as_tuple=True)[0]
+        return GenerateInputs(
+            inputs_embeds=embeds[:, seq_keep],
+            attention_mask=attention_mask[:, seq_keep],
+            position_ids=None,  # contiguous 0..L'-1, derived by generate from the attention mask
+            visual_positions=visual_positions,
+        )

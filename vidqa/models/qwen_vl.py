@@ -1,0 +1,120 @@
+"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL: one adapter, since the three share the video path.
+
+A "frame" here is one temporal patch (2 sampled frames merged), M = h·w/4 tokens each. Positions are M-RoPE
+`(3, 1, L)`, computed by the model's own `get_rope_index` on the FULL sequence before anything is dropped,
+so survivors keep their original (t, h, w) positions. Text between frames (Qwen3-VL timestamps) is never
+dropped. Qwen3-VL adds deepstack features: per visual token, one vector per deepstack level, added to the
+hidden states of the first LLM layers; they are dropped with the same mask and injected at prefill through a
+forward pre-hook on the language model (a public mechanism, removed after each generate call).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from vidqa.models.base import AdapterError, GenerateInputs, VideoAdapter, VisualTokens, sequence_keep_mask
+
+if TYPE_CHECKING:
+    from transformers import BatchFeature
+
+DEEPSTACK = "deepstack"
+
+
+def _concat_levels(deepstack: list[Any]) -> torch.Tensor:
+    """Deepstack features as (levels, N, D); transformers 5.17 gives tensors, later ones per-video tuples."""
+    levels = [
+        torch.cat(list(level), dim=0) if isinstance(level, (tuple, list)) else level for level in deepstack
+    ]
+    return torch.stack(levels)
+
+
+class QwenVLAdapter(VideoAdapter):
+    model_types = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+    frame_multiple = 2
+
+    def decode_side(self) -> int | None:
+        video_processor = getattr(self.processor, "video_processor", None)
+        size = getattr(video_processor, "size", None) or {}
+        max_pixels = size.get("longest_edge") or getattr(video_processor, "max_pixels", None)
+        return 2 * int(math.sqrt(max_pixels)) if max_pixels else None
+
+    @property
+    def merge_size(self) -> int:
+        return int(self.model.config.vision_config.spatial_merge_size)
+
+    def encode(self, batch: BatchFeature) -> VisualTokens:
+        grid = batch["video_grid_thw"].to(self.device)  # (1, 3): t, h, w in patches
+        pixels = batch["pixel_values_videos"].to(self.device, self.model.dtype)
+        out = self.model.model.get_video_features(pixels, grid, return_dict=True)
+        features = torch.cat(list(out.pooler_output), dim=0)  # (T·M, D)
+        t, h, w = (int(v) for v in grid[0])
+        m = (h // self.merge_size) * (w // self.merge_size)
+        if features.shape[0] != t * m:
+            raise AdapterError(f"expected {t}×{m} visual tokens, the model produced {features.shape[0]}")
+        per_token: dict[str, torch.Tensor] = {}
+        deepstack = getattr(out, "deepstack_features", None)
+        if deepstack:
+            per_token[DEEPSTACK] = _concat_levels(deepstack).view(
+                len(deepstack), t, m, -1
+            )  # (levels, T, M, D)
+        return VisualTokens(features=features.view(t, m, -1), per_token=per_token)
+
+    def _rope_positions(self, batch: BatchFeature, input_ids: torch.Tensor) -> torch.Tensor:
+        """M-RoPE positions (3, 1, L) of the full sequence, from the model's own implementation."""
+        extra = {}
+        if "second_per_grid_ts" in batch:  # Qwen2.5-VL: the time axis follows real seconds
+            extra["second_per_grid_ts"] = batch["second_per_grid_ts"]
+        positions, _ = self.model.model.get_rope_index(
+            input_ids,
+            mm_token_type_ids=batch["mm_token_type_ids"].to(self.device),
+            video_grid_thw=batch["video_grid_thw"].to(self.device),
+            attention_mask=batch["attention_mask"].to(self.device),
+            **extra,
+        )
+        return positions
+
+    def assemble(
+        self, batch: BatchFeature, visual: VisualTokens, keep: torch.Tensor | None
+    ) -> GenerateInputs:
+        t, m, _ = visual.shape
+        input_ids = batch["input_ids"].to(self.device)
+        embeds, video_mask = self._embed_with_video(input_ids, visual.features.flatten(0, 1))
+        positions = self._rope_positions(batch, input_ids)  # (3, 1, L), before dropping
+        token_keep = (
+            torch.ones(t * m, dtype=torch.bool, device=self.device) if keep is None else keep.flatten()
+        )
+        token_keep = token_keep.to(self.device)
+        seq_keep = sequence_keep_mask(video_mask, token_keep)[0]  # (L,)
+
+        kept_video_mask = video_mask[:, seq_keep]  # (1, L')
+        inputs = GenerateInputs(
+            inputs_embeds=embeds[:, seq_keep],
+            attention_mask=batch["attention_mask"].to(self.device)[:, seq_keep],
+            position_ids=positions[..., seq_keep],
+            visual_positions=kept_video_mask[0].nonzero(as_tuple=True)[0],
+        )
+        if DEEPSTACK in visual.per_token:
+            levels = visual.per_token[DEEPSTACK].flatten(1, 2)[:, token_keep]  # (levels, kept, D)
+            inputs.prefill_hooks.append(self._deepstack_hook(kept_video_mask, levels))
+        return inputs
+
+    def _deepstack_hook(self, visual_pos_masks: torch.Tensor, levels: torch.Tensor) -> Any:
+        """A hook installer that feeds deepstack features to the language model's prefill call only."""
+        language_model = self.model.model.language_model
+        prefill_length = visual_pos_masks.shape[1]
+
+        def inject(_module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            embeds = kwargs.get("inputs_embeds")
+            if (
+                embeds is not None
+                and embeds.shape[1] == prefill_length
+                and kwargs.get("visual_pos_masks") is None
+            ):
+                kwargs["visual_pos_masks"] = visual_pos_masks
+                kwargs["deepstack_visual_embeds"] = [level.to(embeds.dtype) for level in levels]
+            return args, kwargs
+
+        return lambda: language_model.register_forward_pre_hook(inject, with_kwargs=True)
