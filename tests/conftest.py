@@ -64,3 +64,30 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
 
     root = tmp_path_factory.mktemp("tiny_checkpoints")
     return {family: build_tiny_checkpoint(family, root / family) for family in FAMILIES}
+
+
+# --- Synthetic clips -------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sample_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short clip with motion and a scene cut (4 s, 10 fps, 160x120), made once per session."""
+    from vidqa.synth import make_clip
+
+    return make_clip(
+        tmp_path_factory.mktemp("clips") / "sample.mp4",
+        seconds=4,
+        fps=10,
+        size=(160, 120),
+        pattern="cuts",
+        cut_every=2.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def engines(tiny_checkpoints: dict[str, Path]) -> dict[str, object]:
+    """One CPU float32 Engine per tiny checkpoint, loaded once per session: {family: Engine}."""
+    from vidqa.engine import Engine
+
+    return {
+        family: Engine.load(str(path), device="cpu", dtype="float32", attn="sdpa")
+        for family, path in tiny_checkpoints.items()
+    }

@@ -163,9 +163,14 @@ def _load_engine(
     revision: str | None,
     trust_remote_code: bool,
 ) -> Engine:
+    from transformers.utils import logging as hf_logging
+
     from vidqa.engine import Engine
     from vidqa.ui import status
 
+    hf_logging.set_verbosity_error()  # library chatter is not for users; --debug shows tracebacks instead
+    if console.quiet or not console.is_terminal:
+        hf_logging.disable_progress_bar()  # download/loading bars only on an interactive terminal
     with status(console, f"loading {model}"):
         return Engine.load(
             model,

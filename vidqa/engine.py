@@ -270,7 +270,7 @@ class Engine:
         keep_mask = None if selection.kept == t * m else selection.mask(m)
         start = self.clock.now()
         inputs = self.adapter.assemble(batch, visual, keep_mask)
-        decode_stage = compression.decode_stage(inputs.visual_positions)
+        decode_stage = compression.decode_stage(self.adapter.model, inputs.visual_positions)
         return generate_streaming(
             self.adapter,
             inputs,

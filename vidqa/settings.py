@@ -117,13 +117,14 @@ class CompressionSettings:
             return round((1 + 3 * (1 - float(self.params["prune"]))) / 4, 6)
         return DEFAULT_KEEP[self.method]
 
-    def decode_stage(self, visual_positions: torch.Tensor) -> DecodeStage | None:
+    def decode_stage(self, model: Any, visual_positions: torch.Tensor) -> DecodeStage | None:
         """DyCoke's decode-time KV pruning when enabled (decode_prune > 0); None otherwise."""
         if self.method != "dycoke" or float(self.params["decode_prune"]) == 0.0:
             return None
         from vidqa.compress.dycoke_decode import DecodePruning
 
         return DecodePruning(
+            model,
             visual_positions=visual_positions,
             layer=int(self.params["layer"]),
             prune=float(self.params["decode_prune"]),

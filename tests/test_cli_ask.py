@@ -1,0 +1,125 @@
+"""`vidqa ask` end to end through the installed entry point on a tiny checkpoint and synthetic clips.
+
+stdout must carry only the answer (or JSON), stderr the timing table and messages; exit codes as design.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vidqa.cli import app
+
+
+def vidqa(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("vidqa") or str(Path(sys.executable).parent / "vidqa")
+    command = [exe] if Path(exe).exists() else [sys.executable, "-m", "vidqa"]
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160", "TERM": "dumb"}
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=env, input=stdin, timeout=300
+    )
+
+
+def vidqa_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """The same command through Typer's runner, in this process (no torch import per call)."""
+    result = CliRunner().invoke(app, list(args), env={"NO_COLOR": "1", "COLUMNS": "160", "TERM": "dumb"})
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoints: dict[str, Path]) -> list[str]:
+    return [
+        "--model",
+        str(tiny_checkpoints["llava_onevision"]),
+        "--device",
+        "cpu",
+        "--frames",
+        "4",
+        "--max-new-tokens",
+        "5",
+    ]
+
+
+def test_answer_on_stdout_table_on_stderr(model: list[str], sample_clip: Path) -> None:
+    proc = vidqa("ask", str(sample_clip), "what happens ?", "--method", "none", *model)
+    assert proc.returncode == 0, proc.stderr
+    answer_lines = proc.stdout.splitlines()
+    assert len(answer_lines) == 1 and answer_lines[0].strip()  # only the answer
+    for column in ("decode", "vision", "prefill", "generate", "total", "visual tokens"):
+        assert column in proc.stderr
+    assert "4 frames" in proc.stderr
+
+
+def test_json_record_is_the_only_stdout(model: list[str], sample_clip: Path) -> None:
+    proc = vidqa_in_process("ask", str(sample_clip), "what happens ?", "--json", "--method", "none", *model)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["video"] == str(sample_clip) and record["error"] is None
+    assert (
+        record["frames"]["count"] == 4 and record["visual_tokens"]["kept"] == record["visual_tokens"]["total"]
+    )
+
+
+def test_quiet_and_no_stream(model: list[str], sample_clip: Path) -> None:
+    proc = vidqa_in_process(
+        "ask", str(sample_clip), "q", "--quiet", "--no-stream", "--method", "none", *model
+    )
+    assert proc.returncode == 0
+    assert proc.stderr == "" and proc.stdout.strip()
+
+
+def test_several_questions_give_several_records(model: list[str], sample_clip: Path) -> None:
+    proc = vidqa_in_process(
+        "ask", str(sample_clip), "-q", "who ?", "-q", "where ?", "--jsonl", "--method", "none", *model
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["question"] for r in records] == ["who ?", "where ?"]
+    assert records[1]["cached"] is True
+
+
+@pytest.mark.parametrize(
+    ("make", "cause"),
+    [
+        (lambda d: d / "absent.mp4", "no such file"),
+        (lambda d: d, "is a directory"),
+        (lambda d: _write(d / "empty.mp4", b""), "empty file"),
+        (lambda d: _write(d / "notes.mp4", b"this is not a video at all\n" * 50), "not a video file"),
+    ],
+)
+def test_bad_input_is_one_line_exit_1(model: list[str], tmp_path: Path, make, cause: str) -> None:
+    bad = make(tmp_path)
+    proc = vidqa_in_process("ask", str(bad), "q", *model)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("vidqa: error:")]
+    assert len(errors) == 1 and str(bad) in errors[0] and cause in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_batch_keeps_going_and_every_item_has_a_record(
+    model: list[str], sample_clip: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.mp4"
+    proc = vidqa("ask", str(missing), str(sample_clip), "q", "--jsonl", "--method", "none", *model)
+    assert proc.returncode == 1
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["video"] for r in records] == [str(missing), str(sample_clip)]
+    assert "no such file" in records[0]["error"] and records[0]["answer"] is None
+    assert records[1]["error"] is None and records[1]["answer"] is not None
+
+
+def test_debug_shows_traceback(model: list[str], tmp_path: Path) -> None:
+    proc = vidqa_in_process("ask", str(tmp_path / "absent.mp4"), "q", "--debug", *model)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
