@@ -8,7 +8,7 @@ place, `_fail`; `--debug` shows the traceback.
 from __future__ import annotations
 
 import sys
-import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -86,6 +86,10 @@ JsonOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="Nothing on stderr except errors.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="Feature cache folder. [default: $XDG_CACHE_HOME/vidqa/features]"),
+]
 
 
 def _version(value: bool) -> None:
@@ -162,6 +166,8 @@ def _load_engine(
     attn: str,
     revision: str | None,
     trust_remote_code: bool,
+    device_map: str | None = None,
+    cache: Any = None,
 ) -> Engine:
     from transformers.utils import logging as hf_logging
 
@@ -179,6 +185,8 @@ def _load_engine(
             attn=attn,
             revision=revision,
             trust_remote_code=trust_remote_code,
+            device_map=device_map,
+            cache=cache,
         )
 
 
@@ -186,11 +194,24 @@ def _load_engine(
 def ask(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="VIDEO... then QUESTION (or give questions with -q).", show_default=False),
+        typer.Argument(
+            help="VIDEO... (files, folders, - for paths on stdin) then QUESTION, unless -q or "
+            "--questions gives the questions.",
+            show_default=False,
+        ),
     ],
     question: Annotated[
         list[str] | None, typer.Option("--question", "-q", help="A question (repeatable).")
     ] = None,
+    questions_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--questions",
+            help="Questions file: one per line, or JSONL with question (+ video).",
+            show_default=False,
+        ),
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
     model: ModelOpt = DEFAULT_MODEL,
     method: MethodOpt = None,
     keep: KeepOpt = None,
@@ -202,20 +223,41 @@ def ask(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     attn: AttnOpt = "auto",
+    device_map: Annotated[
+        str | None,
+        typer.Option("--device-map", help="'auto' spreads a large model over several GPUs (accelerate)."),
+    ] = None,
     revision: RevisionOpt = None,
     trust_remote_code: RemoteCodeOpt = False,
     json_output: JsonOpt = False,
     jsonl: Annotated[
         bool, typer.Option("--jsonl", help="One JSON record per line on stdout, as each finishes.")
     ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Append JSON records to this file instead of stdout."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip items already recorded in --output.")
+    ] = False,
+    shard: Annotated[
+        str | None, typer.Option("--shard", help="I/N: process a stable 1/N of the items (0-based I).")
+    ] = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")
+    ] = False,
+    cache_size: Annotated[
+        str | None, typer.Option("--cache-size", help="Bound of the feature cache, e.g. 5G. [default: 2G]")
+    ] = None,
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Print each answer only when complete.")
     ] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Answer QUESTION about each VIDEO; the answer streams to stdout, timings go to stderr."""
-    from vidqa.ui import Output, make_console
+    """Answer QUESTION about each VIDEO: answers stream to stdout, timings and progress go to stderr."""
+    from vidqa.ui import make_console
 
     console = make_console(quiet=quiet)
     try:
@@ -223,10 +265,216 @@ def ask(
             raise UsageError("--json and --jsonl are exclusive")
         if max_new_tokens < 1:
             raise UsageError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
-        videos, questions = _split_inputs(inputs, question)
+        if resume and output is None:
+            raise UsageError("--resume needs --output FILE (the records to resume from)")
+        items = _items(inputs, question, questions_file, recursive=recursive, shard_spec=shard)
         compression, sampling = _settings(
             preset=preset, method=method, keep=keep, frames=frames, fps=fps, max_frames=max_frames
         )
+        record_file = _record_file(output)
+        if resume:
+            done = record_file.done()
+            skipped = len(items)
+            items = [item for item in items if item.key not in done]
+            skipped -= len(items)
+            if skipped:
+                console.print(f"[dim]resuming: {skipped} item(s) already in {output}[/dim]")
+        if not items:
+            console.print("[dim]nothing to do[/dim]")
+            raise typer.Exit(0)
+        cache = _feature_cache(cache_dir, cache_size, disabled=no_cache)
+        engine = _load_engine(
+            console,
+            model=model,
+            device=device,
+            dtype=dtype,
+            attn=attn,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            device_map=device_map,
+            cache=cache,
+        )
+    except typer.Exit:
+        raise
+    except Exception as exc:  # translated in one place
+        _fail(exc, debug=debug, console=console)
+    mode = "json" if json_output else "jsonl" if jsonl else "text"
+    failures = _run_items(
+        engine,
+        console,
+        items,
+        mode=mode,
+        record_file=record_file,
+        sampling=sampling,
+        compression=compression,
+        max_new_tokens=max_new_tokens,
+        stream=not no_stream,
+        debug=debug,
+    )
+    raise typer.Exit(1 if failures else 0)
+
+
+def _items(
+    inputs: list[str],
+    questions: list[str] | None,
+    questions_file: Path | None,
+    *,
+    recursive: bool,
+    shard_spec: str | None,
+) -> list[Any]:
+    """Command-line inputs → (video, question) items, sharded."""
+    from vidqa import batch
+
+    shared: list[str] = list(questions or [])
+    explicit: list[batch.Item] = []
+    if questions_file is not None:
+        file_shared, explicit = batch.read_questions(questions_file)
+        shared += file_shared
+    if not shared and not explicit:
+        if len(inputs) < 2:
+            raise UsageError("give a video and a question: vidqa ask VIDEO QUESTION (or -q QUESTION)")
+        inputs, shared = inputs[:-1], [inputs[-1]]
+    videos = batch.expand_videos(inputs, recursive=recursive, stdin=sys.stdin)
+    if not videos and not explicit:
+        raise UsageError(f"no video files found in {', '.join(inputs)}")
+    items = batch.build_items(videos, shared, explicit)
+    if shard_spec is not None:
+        index, count = batch.parse_shard(shard_spec)
+        items = batch.shard(items, index, count)
+    return items
+
+
+def _record_file(output: Path | None) -> Any:
+    from vidqa.batch import RecordFile
+
+    return RecordFile(output) if output is not None else None
+
+
+def _feature_cache(cache_dir: Path | None, cache_size: str | None, *, disabled: bool) -> Any:
+    if disabled:
+        return None
+    from vidqa.cache import FeatureCache, default_cache_dir, parse_size
+
+    size = parse_size(cache_size) if cache_size is not None else 2 * 1024**3
+    return FeatureCache(cache_dir or default_cache_dir(), max_bytes=size)
+
+
+def _run_items(
+    engine: Engine,
+    console: Console,
+    items: list[Any],
+    *,
+    mode: str,
+    record_file: Any,
+    sampling: SamplingSettings,
+    compression: CompressionSettings,
+    max_new_tokens: int,
+    stream: bool,
+    debug: bool = False,
+) -> int:
+    """Answer every item, writing each record as it completes; returns the number of failures."""
+    import signal
+
+    from vidqa import runner
+    from vidqa.ui import BatchProgress, Output, print_summary, say
+
+    output = Output(mode if record_file is None or mode == "text" else "none")
+    text_mode = mode == "text"
+    several = len(items) > 1
+    progress = BatchProgress(
+        console, total=len(items), enabled=several and (not text_mode or not sys.stdout.isatty())
+    )
+
+    def on_text(item: Any) -> Any:
+        if not text_mode:
+            return None
+        if several:
+            console.print(
+                f"[bold]{item.video}[/bold] [dim]·[/dim] {item.question}", markup=True, highlight=False
+            )
+        return output.text_piece if stream else None
+
+    failures = done = 0
+    # SIGTERM (schedulers, timeouts) stops like Ctrl-C: between whole records, never inside one
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        for result in runner.run(
+            engine,
+            items,
+            sampling=sampling,
+            compression=compression,
+            max_new_tokens=max_new_tokens,
+            on_text=on_text,
+        ):
+            record = result.to_dict()
+            done += 1
+            if result.error is not None:
+                failures += 1
+                if debug and result.exception is not None:
+                    import traceback
+
+                    console.print("".join(traceback.format_exception(result.exception)), markup=False)
+                say(
+                    console,
+                    "error",
+                    result.error if result.video in result.error else f"{result.video}: {result.error}",
+                )
+            elif text_mode:
+                if not stream:
+                    output.text_piece(result.answer or "")
+                output.end_answer()
+                if not several or not progress.enabled:
+                    print_summary(console, record)
+            if record_file is not None:
+                record_file.write(record)
+            output.record(record)
+            progress.advance(failed=result.error is not None)
+    except KeyboardInterrupt:
+        progress.stop()
+        where = "; re-run with --resume to finish" if record_file is not None else ""
+        say(console, "interrupted", f"{done} of {len(items)} item(s) done{where}")
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        progress.stop()
+        if record_file is not None:
+            record_file.close()
+    output.close()
+    return failures
+
+
+@app.command()
+def inspect(
+    video: Annotated[str, typer.Argument(help="The video to inspect.", show_default=False)],
+    keep: Annotated[
+        float, typer.Option("--keep", help="VidCom² keep ratio the budgets are computed for.")
+    ] = 0.25,
+    save: Annotated[Path | None, typer.Option("--save", help="Write a contact sheet PNG here.")] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    frames: FramesOpt = None,
+    fps: FpsOpt = None,
+    max_frames: MaxFramesOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    attn: AttnOpt = "auto",
+    revision: RevisionOpt = None,
+    trust_remote_code: RemoteCodeOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show per-frame uniqueness and VidCom² budgets (sampling + vision tower only, no generation)."""
+    import json
+
+    from vidqa.ui import make_console, say, status, uniqueness_bars
+
+    console = make_console(quiet=quiet)
+    try:
+        if not 0 < keep <= 1:
+            raise UsageError(f"--keep must be in (0, 1] (got {keep})")
+        if save is not None and save.suffix.lower() != ".png":
+            raise UsageError(f"--save writes a PNG: give a file ending in .png (got {save})")
+        _settings(preset="none", method=None, keep=None, frames=frames, fps=fps, max_frames=max_frames)
         engine = _load_engine(
             console,
             model=model,
@@ -236,96 +484,150 @@ def ask(
             revision=revision,
             trust_remote_code=trust_remote_code,
         )
-    except Exception as exc:
-        _fail(exc, debug=debug)
-    output = Output("json" if json_output else "jsonl" if jsonl else "text")
-    failures = 0
-    for video in videos:
-        for record in _ask_video(
-            engine,
-            console,
-            output,
-            video,
-            questions,
-            sampling=sampling,
-            compression=compression,
-            max_new_tokens=max_new_tokens,
-            stream=not no_stream,
-            debug=debug,
-        ):
-            failures += record["error"] is not None
-            output.record(record)
-    output.close()
-    raise typer.Exit(1 if failures else 0)
-
-
-def _ask_video(
-    engine: Engine,
-    console: Console,
-    output: Any,
-    video: str,
-    questions: list[str],
-    *,
-    sampling: SamplingSettings,
-    compression: CompressionSettings,
-    max_new_tokens: int,
-    stream: bool,
-    debug: bool,
-) -> list[dict[str, Any]]:
-    """All questions about one video; a failure becomes records with `error` set, never an abort."""
-    from vidqa.record import Result
-    from vidqa.ui import print_summary, say, status
-
-    text_mode = output.mode == "text"
-    records: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    try:
         with status(console, f"reading {video} and encoding frames"):
-            encoded = engine.encode(video, questions[0], sampling)
-        on_text = output.text_piece if (text_mode and stream) else None
-        for index, result in enumerate(
-            engine.ask_many(
-                video,
-                questions,
-                sampling=sampling,
-                compression=compression,
-                max_new_tokens=max_new_tokens,
-                on_text=on_text,
-                encoded=encoded,
+            report = engine.inspect(video, keep=keep, frames=frames, fps=fps, max_frames=max_frames)
+        if save is not None:
+            from vidqa.sheet import save_sheet
+
+            save_sheet(report, save)
+    except Exception as exc:  # translated in one place
+        _fail(exc, debug=debug, console=console)
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        console.print(
+            uniqueness_bars(
+                report.frame_times, report.uniqueness, report.weights, report.budgets, report.tokens_per_frame
             )
-        ):
-            if index == 0:
-                result.timings.total = time.perf_counter() - started
-            if text_mode:
-                if len(questions) > 1:
-                    console.print(f"[dim]Q: {result.question}[/dim]")
-                if not stream:
-                    output.text_piece(result.answer or "")
-                output.end_answer()
-                print_summary(console, result.to_dict())
-            records.append(result.to_dict())
-        for warning in encoded.clip.warnings:
-            say(console, "warning", f"{video}: {warning}")
-    except Exception as exc:
-        if debug:
-            console.print_exception(show_locals=False)
-        message = _unexpected(exc)
-        say(console, "error", message)
-        done = {record["question"] for record in records}
-        records.extend(
-            Result.failure(
-                video,
-                q,
-                message,
-                started=started,
-                model=engine.model_name,
-                method=compression.method,
-                keep=compression.effective_keep,
-            ).to_dict()
-            for q in questions
-            if q not in done
         )
-    return records
+        share = 100 * report.kept / max(1, report.total)
+        console.print(f"{report.kept}/{report.total} visual tokens kept at keep {keep:g} ({share:.1f} %)")
+    if save is not None:
+        say(console, "saved", str(save))
+
+
+@app.command()
+def bench(
+    video: Annotated[str, typer.Argument(help="The video to benchmark on.", show_default=False)],
+    question: Annotated[str, typer.Option("--question", "-q", help="The question asked.")] = "What happens?",
+    methods: Annotated[
+        str, typer.Option("--methods", help="Comma-separated methods.")
+    ] = "none,vidcom2,dycoke",
+    keeps: Annotated[str, typer.Option("--keep", help="Comma-separated keep ratios.")] = "1,0.25,0.15",
+    repeat: Annotated[int, typer.Option("--repeat", help="Timed rounds after one warm-up round.")] = 3,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Answer length.")] = 32,
+    min_new_tokens: Annotated[
+        int | None, typer.Option("--min-new-tokens", help="Force at least this many tokens. [default: max]")
+    ] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    frames: FramesOpt = None,
+    fps: FpsOpt = None,
+    max_frames: MaxFramesOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    attn: AttnOpt = "auto",
+    revision: RevisionOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Latency, tokens and memory of several configurations side by side (interleaved, after a warm-up)."""
+    import json
+
+    from vidqa.bench import configurations, run_bench
+    from vidqa.ui import bench_table, make_console, say, status
+
+    console = make_console(quiet=quiet)
+    try:
+        method_list = [m.strip() for m in methods.split(",") if m.strip()]
+        try:
+            keep_list = [float(k) for k in keeps.split(",") if k.strip()]
+        except ValueError:
+            raise UsageError(f"--keep expects comma-separated numbers (got {keeps!r})") from None
+        configs, skipped = configurations(method_list, keep_list)
+        _, sampling = _settings(
+            preset="none", method=None, keep=None, frames=frames, fps=fps, max_frames=max_frames
+        )
+        engine = _load_engine(
+            console,
+            model=model,
+            device=device,
+            dtype=dtype,
+            attn=attn,
+            revision=revision,
+            trust_remote_code=False,
+        )
+        for note in skipped:
+            say(console, "skipped", note)
+        with status(console, "benchmarking") as update:
+            rows = run_bench(
+                engine,
+                video,
+                question,
+                configs,
+                sampling=sampling,
+                repeat=repeat,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
+                on_progress=update,
+            )
+    except Exception as exc:  # translated in one place
+        _fail(exc, debug=debug, console=console)
+    if json_output:
+        typer.echo(
+            json.dumps(
+                {
+                    "video": video,
+                    "model": engine.model_name,
+                    "device": str(engine.device),
+                    "dtype": str(engine.adapter.model.dtype),
+                    "configurations": rows,
+                },
+                indent=2,
+            )
+        )
+    console.print(f"{video} · {engine.model_name} · {engine.device} · median of {repeat} (min–max)")
+    console.print(bench_table(rows))
+
+
+cache_app = typer.Typer(help="Inspect or clear the on-disk feature cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info(cache_dir: CacheDirOpt = None, json_output: JsonOpt = False) -> None:
+    """Where the cache is, how many entries it holds and how big it is."""
+    import json
+
+    from vidqa.cache import FeatureCache, default_cache_dir
+
+    try:
+        info = FeatureCache(cache_dir or default_cache_dir()).info()
+    except Exception as exc:  # translated in one place
+        _fail(exc, debug=False)
+    data = {
+        "directory": str(info.directory),
+        "entries": info.entries,
+        "size_bytes": info.size_bytes,
+        "max_bytes": info.max_bytes,
+    }
+    if json_output:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(f"{info.directory}: {info.entries} entries, {info.size_bytes / 2**20:.1f} MiB")
+
+
+@cache_app.command("clear")
+def cache_clear(cache_dir: CacheDirOpt = None) -> None:
+    """Remove every entry of the feature cache."""
+    from vidqa.cache import FeatureCache, default_cache_dir
+
+    try:
+        directory = cache_dir or default_cache_dir()
+        removed = FeatureCache(directory).clear()
+    except Exception as exc:  # translated in one place
+        _fail(exc, debug=False)
+    typer.echo(f"removed {removed} entries from {directory}")
 
 
 @app.command()

@@ -9,10 +9,18 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -25,13 +33,16 @@ def make_console(*, quiet: bool = False) -> Console:
 
 
 @contextlib.contextmanager
-def status(console: Console, message: str) -> Iterator[None]:
-    """A spinner while the user waits; nothing when stderr is not a terminal (logs stay clean)."""
+def status(console: Console, message: str) -> Iterator[Callable[[str], None]]:
+    """A spinner while the user waits; nothing when stderr is not a terminal (logs stay clean).
+
+    Yields a function that changes the spinner's message.
+    """
     if console.is_terminal and not console.quiet:
-        with console.status(message, spinner="dots"):
-            yield
+        with console.status(message, spinner="dots") as spinner:
+            yield lambda text: spinner.update(text)
     else:
-        yield
+        yield lambda text: None
 
 
 def say(console: Console, kind: str, message: str) -> None:
@@ -43,7 +54,7 @@ class Output:
     """Writes answers and records to stdout: streamed text, whole answers, JSON or JSON Lines."""
 
     def __init__(self, mode: str, stream: IO[str] | None = None) -> None:
-        self.mode = mode  # "text" | "json" | "jsonl"
+        self.mode = mode  # "text" | "json" | "jsonl" | "none" (records go to a file instead)
         self.stream = stream or sys.stdout
         self._json_records: list[dict[str, Any]] = []
 
@@ -71,7 +82,45 @@ class Output:
         self.stream.flush()
 
 
+class BatchProgress:
+    """Items done/total, failures, rate and ETA on stderr; only on a terminal and never when quiet."""
+
+    def __init__(self, console: Console, *, total: int, enabled: bool) -> None:
+        self.enabled = enabled and console.is_terminal and not console.quiet
+        self.failed = 0
+        self._progress: Progress | None = None
+        if self.enabled:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[failed]} failed"),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            )
+            self._task = self._progress.add_task("answering", total=total, failed=0, rate="")
+            self._progress.start()
+
+    def advance(self, *, failed: bool) -> None:
+        self.failed += failed
+        if self._progress is not None:
+            task = self._progress.tasks[0]
+            speed = task.speed
+            rate = f"{speed * 60:.1f} items/min" if speed else ""
+            self._progress.update(self._task, advance=1, failed=self.failed, rate=rate)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
 def _seconds(value: float) -> str:
+    if value < 0.01:
+        return f"{value * 1000:.1f} ms"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
@@ -149,5 +198,47 @@ def uniqueness_bars(
             f"{w:.3f}",
             f"{k}/{tokens_per_frame}",
             style="bold" if index in top else None,
+        )
+    return table
+
+
+def bench_table(rows: list[dict[str, Any]]) -> Table:
+    """`vidqa bench`: one row per configuration, medians with min–max, speed-ups over `none`."""
+    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
+    for name in (
+        "config",
+        "tokens",
+        "decode",
+        "vision",
+        "compress",
+        "prefill",
+        "tok/s",
+        "total",
+        "peak mem",
+        "prefill ×",
+        "total ×",
+    ):
+        table.add_column(name, justify="left" if name == "config" else "right")
+
+    def cell(row: dict[str, Any], name: str) -> str:
+        stat = row[name]
+        return f"{_seconds(stat['median'])} ({_seconds(stat['min'])}–{_seconds(stat['max'])})"
+
+    for row in rows:
+        label = "none" if row["method"] == "none" else f"{row['method']} {row['keep']:g}"
+        tokens = row["visual_tokens"]
+        speed = row.get("speedup") or {}
+        table.add_row(
+            label,
+            f"{tokens['kept']}/{tokens['total']}",
+            cell(row, "decode"),
+            cell(row, "vision"),
+            cell(row, "compress"),
+            cell(row, "prefill"),
+            f"{row['decode_tps']['median']:.1f}",
+            cell(row, "total"),
+            _bytes(int(row["peak_memory_bytes"]["median"])),
+            f"{speed['prefill']:.2f}×" if speed.get("prefill") else "-",
+            f"{speed['total']:.2f}×" if speed.get("total") else "-",
         )
     return table

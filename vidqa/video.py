@@ -1,0 +1,623 @@
+"""Video files in, RGB frames out: probing, keyframe-aware sampling by timestamp, rotation, clear errors.
+
+This module owns everything vidqa does with PyAV. The rest of vidqa sees `VideoInfo` and `Clip` (uint8
+frames plus their presentation times) and never a decoder. No torch here: numpy + av only.
+
+Sampling picks target *times* (centres of equal segments, so VFR files work) and takes for each target
+the frame on screen at that moment (the last frame with pts <= t). The keyframe index (`index_entries`,
+or a demux-only pass when a file has none) drives the walk: targets are visited in order and the decoder
+seeks only when the target's keyframe lies beyond where it already is, otherwise it decodes forward. This
+avoids both whole-file decodes (short stride, long file) and seek-per-frame (long GOPs).
+
+All times are seconds from the start of the video stream (its first pts is 0.0).
+
+Truncated files: when the decodable data ends before the duration the container claims, the targets are
+re-spread over the part that decodes (so the model still sees the whole available story, not the last
+frame repeated) and the clip carries a warning "truncated: decoded up to X s of Y s".
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+
+from vidqa.errors import UsageError, VideoError
+
+_PROBE_PACKETS = 64  # packets probe() reads at most to find the first frame (for its rotation)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a file holds, read without decoding it (probe) or alongside sampling (Clip.info)."""
+
+    path: str
+    duration: float  # seconds (stream duration, else container duration, else a demux pass)
+    fps: float | None  # average frame rate (average_rate, else guessed_rate)
+    width: int  # display size, after rotation
+    height: int
+    rotation: int  # counter-clockwise degrees (0, 90, 180, 270) applied to returned frames
+    num_frames: int | None  # stream.frames, packet count of a demux pass, or duration*fps; None if unknown
+    codec: str
+    keyframe_times: list[float] = field(default_factory=list)  # from the index (empty when unavailable)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Sampled frames of one video with where they came from and how much work it took."""
+
+    path: str
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB in display orientation
+    times: list[float]  # presentation time (s) of each returned frame, non-decreasing
+    frame_indices: list[int]  # source frame index estimate of each frame: round(time * fps)
+    info: VideoInfo
+    decoded_frames: int  # frames the decoder produced in total (proves no whole-file decode)
+    skipped_packets: int  # corrupt/undecodable packets skipped
+    warnings: list[str]  # human-readable, e.g. "truncated: decoded up to 3.2 s of 10.0 s"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Timing facts of the chosen stream, in its own time base."""
+
+    time_base: Fraction
+    start: int  # pts of the stream start
+    keyframes: list[int]  # keyframe timestamps, ascending (may be empty)
+    duration: float
+    fps: float | None
+    num_frames: int | None
+    scanned_end: float | None  # end of the last packet found by a demux pass, when one was made
+
+    def seconds(self, pts: int) -> float:
+        """Seconds from the stream start; int arithmetic + one correctly rounded division (no Fraction)."""
+        return (pts - self.start) * self.time_base.numerator / self.time_base.denominator
+
+
+# ---------------------------------------------------------------------------------------------- public API
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Describe a video file; decodes at most its first frame (to learn the rotation)."""
+    source = check_path(path)
+    with _open(source) as container:
+        stream = _video_stream(source, container)
+        layout = _layout(source, container, stream, need_keyframes=False)
+        rotation = _first_rotation(container, stream)
+        return _info(source, stream, layout, rotation)
+
+
+def sample_times(
+    duration: float,
+    *,
+    frames: int | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    multiple_of: int = 1,
+    available: int | None = None,
+) -> list[float]:
+    """Target times (s, ascending) in [0, duration): centres of equal segments.
+
+    `frames=N`: N segments. `fps=F`: segments of 1/F s (targets (i + 0.5)/F), unless the count exceeds
+    `max_frames` or `available` (frames the video has), in which case that many uniform segments.
+    `max_frames` also caps `frames`. The count is then rounded up to a multiple of `multiple_of` (rounded
+    down instead if rounding up would pass `max_frames`), re-spread uniformly when it changed.
+    """
+    _check_sampling(duration, frames, fps, max_frames, multiple_of)
+    duration = max(0.0, duration)
+    if frames is not None:
+        count, spacing = frames, None
+    else:
+        assert fps is not None
+        count, spacing = max(1, math.ceil(duration * fps - 0.5 - 1e-9)), 1.0 / fps
+        if available is not None and count > available:
+            count, spacing = max(1, available), None
+    if max_frames is not None and count > max_frames:
+        count, spacing = max_frames, None
+    rounded = _round_count(count, multiple_of, max_frames)
+    if rounded != count:
+        count, spacing = rounded, None
+    if spacing is None or (count - 0.5) * spacing >= duration:
+        spacing = duration / count
+    return [(i + 0.5) * spacing for i in range(count)]
+
+
+def load_video(
+    path: str | Path,
+    *,
+    frames: int | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    multiple_of: int = 1,
+    max_side: int | None = None,
+    threads: Literal["auto", "none"] | None = None,
+) -> Clip:
+    """Decode the frames shown at evenly spread times (see `sample_times`) without decoding the whole file.
+
+    `max_side` shrinks frames whose longer side exceeds it (scaled in the same swscale pass as the RGB
+    conversion). `threads="auto"` turns on FFmpeg frame+slice threading, `"none"` forces one thread,
+    None keeps PyAV's default. Raises VideoError for files that cannot be read.
+    """
+    _check_sampling(1.0, frames, fps, max_frames, multiple_of)
+    if max_side is not None and max_side < 1:
+        raise UsageError(f"max_side must be >= 1, got {max_side}")
+    if threads not in (None, "auto", "none"):
+        raise UsageError(f"threads must be 'auto', 'none' or None, got {threads!r}")
+    source = check_path(path)
+    with _open(source) as container:
+        stream = _video_stream(source, container)
+        layout = _layout(source, container, stream, need_keyframes=True)
+        sampler = _Sampler(source, container, stream, layout, max_side, threads)
+        span = layout.duration if layout.scanned_end is None else min(layout.duration, layout.scanned_end)
+
+        def targets_over(seconds: float) -> list[float]:
+            return sample_times(seconds, frames=frames, fps=fps, max_frames=max_frames,
+                                multiple_of=multiple_of, available=layout.num_frames)  # fmt: skip
+
+        targets = targets_over(span)
+        picks = sampler.walk(targets)
+        if sampler.short_of(targets):  # the data ends early: re-spread the targets over what decodes
+            span = sampler.decodable_end()
+            picks = sampler.walk(targets_over(span))
+        if not picks:
+            raise VideoError(source, "no decodable frames")
+        return _assemble(source, stream, layout, sampler, picks, span)
+
+
+# ------------------------------------------------------------------------------------ opening and layout
+
+
+def check_path(path: str | Path) -> Path:
+    """Reject what is plainly not a readable file before FFmpeg gives a vaguer message."""
+    source = Path(path)
+    if not source.exists():
+        raise VideoError(source, "no such file")
+    if source.is_dir():
+        raise VideoError(source, "is a directory")
+    try:
+        size = source.stat().st_size
+    except OSError as exc:
+        raise VideoError(source, f"cannot read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise VideoError(source, "empty file")
+    return source
+
+
+def _open(source: Path) -> av.container.InputContainer:
+    """Open with PyAV, turning FFmpeg's refusal into a one-line VideoError."""
+    try:
+        return av.open(str(source), mode="r")
+    except PermissionError:
+        raise VideoError(source, "permission denied") from None
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise VideoError(source, f"not a video file ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """FFmpeg's short explanation ("Invalid data found when processing input"), without paths or codes."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.strip().rstrip(".")
+
+
+def _video_stream(source: Path, container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The first real video stream; cover art (attached pictures) does not count."""
+    pictures = av.stream.Disposition.attached_pic
+    streams = [s for s in container.streams.video if not (s.disposition & pictures)]
+    if streams:
+        return streams[0]
+    if container.streams.audio:
+        raise VideoError(source, "no video stream (audio only)")
+    raise VideoError(source, "no video stream")
+
+
+def _layout(
+    source: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream, *,
+    need_keyframes: bool,
+) -> _Layout:  # fmt: skip
+    """Time base, start, keyframes, duration, rate and frame count; a demux pass fills what is missing."""
+    time_base = stream.time_base or Fraction(1, 1_000_000)
+    start = stream.start_time if stream.start_time is not None else 0
+    keyframes = _to_presentation(_index_keyframes(container, stream), start)
+    duration = _metadata_duration(container, stream, time_base)
+    rate = stream.average_rate or stream.guessed_rate
+    fps = float(rate) if rate else None
+    num_frames = stream.frames or None
+    scanned_end = None
+    if duration is None or (need_keyframes and len(keyframes) < 2):
+        scan = _scan_packets(source, stream.index)
+        start = scan.start if scan.start is not None and stream.start_time is None else start
+        keyframes = keyframes if len(keyframes) >= len(scan.keyframes) else scan.keyframes
+        scanned_end = None if scan.end is None else float((scan.end - start) * time_base)
+        duration = duration if duration is not None else scanned_end or 0.0
+        num_frames = num_frames or scan.packets or None
+    if num_frames is None and fps is not None and duration:
+        num_frames = max(1, round(duration * fps))
+    return _Layout(time_base, start, keyframes, duration or 0.0, fps, num_frames, scanned_end)
+
+
+def _index_keyframes(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> list[int]:
+    """Keyframe timestamps from the demuxer's index; Matroska reads its cues only on a first seek."""
+    keyframes = [entry.timestamp for entry in stream.index_entries if entry.is_keyframe]
+    if len(keyframes) >= 2:
+        return keyframes
+    try:
+        container.seek(stream.start_time or 0, stream=stream, backward=True)
+    except av.FFmpegError:
+        return keyframes
+    return sorted({entry.timestamp for entry in stream.index_entries if entry.is_keyframe} | set(keyframes))
+
+
+def _to_presentation(keyframes: list[int], start: int) -> list[int]:
+    """Shift index timestamps to presentation times where the index holds decode times.
+
+    MP4 indexes by DTS: with B-frames the first keyframe's DTS lies before the stream start by the reorder
+    delay, and every keyframe's PTS is its DTS plus that delay. Seeking to the PTS lands on the keyframe
+    whichever clock the demuxer compares with; seeking to the DTS can land a whole GOP early.
+    """
+    if not keyframes or keyframes[0] >= start:
+        return keyframes
+    delay = start - keyframes[0]
+    return [k + delay for k in keyframes]
+
+
+def _metadata_duration(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, time_base: Fraction
+) -> float | None:
+    """Duration in seconds from the stream header, else the container header, else None."""
+    if stream.duration:
+        return float(stream.duration * time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What a demux-only pass over a stream's packets found."""
+
+    keyframes: list[int]
+    start: int | None
+    end: int | None  # pts + duration of the latest packet
+    packets: int
+
+
+def _scan_packets(source: Path, stream_index: int) -> _Scan:
+    """Read every packet of one stream without decoding (cheap: no pixels) on a separate handle."""
+    keyframes: list[int] = []
+    start = end = None
+    packets = 0
+    with _open(source) as container:
+        stream = container.streams[stream_index]
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                packets += 1
+                start = packet.pts if start is None else min(start, packet.pts)
+                end = max(end or packet.pts, packet.pts + (packet.duration or 0))
+                if packet.is_keyframe:
+                    keyframes.append(packet.pts)
+        except av.FFmpegError:
+            pass  # a damaged tail: keep what was read; decoding will report the truncation
+    return _Scan(sorted(keyframes), start, end, packets)
+
+
+def _first_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """Rotation of the first decodable frame (the display matrix rides on frames in FFmpeg 7)."""
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            if count >= _PROBE_PACKETS:
+                break
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError:
+                continue
+            if decoded:
+                return _quarter_turns(decoded[0]) * 90
+    except av.FFmpegError:
+        pass
+    return 0
+
+
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that put the frame upright (frame.rotation: CCW degrees)."""
+    return round(getattr(frame, "rotation", 0) / 90) % 4
+
+
+def _info(source: Path, stream: av.video.stream.VideoStream, layout: _Layout, rotation: int) -> VideoInfo:
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if rotation % 180:
+        width, height = height, width
+    keyframe_times = [layout.seconds(k) for k in layout.keyframes]
+    return VideoInfo(
+        path=str(source), duration=layout.duration, fps=layout.fps, width=width, height=height,
+        rotation=rotation, num_frames=layout.num_frames, codec=stream.codec_context.name,
+        keyframe_times=keyframe_times,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+
+@dataclass
+class _Pick:
+    """One sampled frame: its time (s from stream start), pixels and rotation."""
+
+    time: float
+    pixels: np.ndarray  # (H, W, 3) uint8, display orientation
+    rotation: int  # CCW degrees applied
+
+
+class _Sampler:
+    """Walks sorted targets through one open container, seeking only past the decoder's position."""
+
+    def __init__(
+        self,
+        source: Path,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        layout: _Layout,
+        max_side: int | None,
+        threads: Literal["auto", "none"] | None,
+    ) -> None:
+        self.source, self.container, self.stream, self.layout = source, container, stream, layout
+        self.max_side = max_side
+        self.decoded = 0
+        self.bad_packets: set[int | None] = set()  # pts of packets that failed to decode (once each)
+        self.failure: str | None = None  # why reading stopped early (demux error), if it did
+        self._max_end: int | None = None  # latest frame end seen (pts)
+        self._configure_threads(threads)
+        self._step = max(1, round(1 / (layout.fps * layout.time_base))) if layout.fps else 1
+        self._frames: Iterator[av.VideoFrame] = self._decode_forward()
+        self._anchor: int | None = layout.keyframes[0] if layout.keyframes else None  # where decoding began
+        self._position: int | None = None  # pts of the last frame decoded since then
+        self._eof = False
+        self._used = False  # a walk has moved the decoder away from the start
+
+    def _configure_threads(self, threads: Literal["auto", "none"] | None) -> None:
+        if threads == "auto":
+            self.stream.thread_type = "AUTO"
+        elif threads == "none":
+            self.stream.thread_type = "NONE"
+            self.stream.codec_context.thread_count = 1
+
+    # -- decoder position
+
+    @property
+    def skipped(self) -> int:
+        return len(self.bad_packets)
+
+    def _restart(self, keyframe: int | None) -> bool:
+        """Seek to `keyframe` (None: the stream start) and decode forward from there."""
+        try:
+            self.container.seek(keyframe if keyframe is not None else self.layout.start, stream=self.stream)
+        except av.FFmpegError:
+            return False  # unseekable input: keep decoding forward, still correct
+        self._frames = self._decode_forward()
+        self._anchor = keyframe
+        self._position = None
+        self._eof = False
+        return True
+
+    def _decode_forward(self) -> Iterator[av.VideoFrame]:
+        """Frames in presentation order from the current demuxer position; bad packets are counted."""
+        try:
+            for packet in self.container.demux(self.stream):
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError:
+                    self.bad_packets.add(packet.pts)
+                    continue
+                yield from decoded
+        except av.FFmpegError as exc:
+            self.failure = _reason(exc)
+
+    def _next(self) -> av.VideoFrame | None:
+        frame = next(self._frames, None)
+        if frame is None:
+            self._eof = True
+            return None
+        self.decoded += 1
+        if frame.pts is None:  # raw streams: continue the previous frame's clock
+            here = self._position if self._position is not None else self._anchor
+            frame.pts = self.layout.start if here is None else here + self._step
+        self._position = frame.pts
+        end = frame.pts + (getattr(frame, "duration", 0) or 0)
+        if self._max_end is None or end > self._max_end:
+            self._max_end = end
+        return frame
+
+    def _beyond_position(self, keyframe: int) -> bool:
+        """True when seeking to `keyframe` skips frames the decoder would otherwise decode."""
+        here = self._position if self._position is not None else self._anchor
+        return here is None or keyframe > here
+
+    # -- the walk
+
+    def walk(self, targets: list[float]) -> list[_Pick]:
+        """The frame on screen at each target time (targets ascending); fewer picks if nothing decodes."""
+        if self._used:
+            self._restart(self.layout.keyframes[0] if self.layout.keyframes else None)
+        self._used = True
+        picks: list[_Pick] = []
+        previous: av.VideoFrame | None = None  # last frame with pts <= target
+        pending: av.VideoFrame | None = None  # first frame after the target, kept for the next one
+        last_pick: tuple[av.VideoFrame, _Pick] | None = None
+        for target in targets:
+            ts = self.layout.start + math.floor(target / self.layout.time_base + 1e-6)
+            sought = self._seek_for(ts)
+            if sought:
+                previous = pending = None
+            previous, pending = self._advance(ts, previous, pending)
+            if sought and previous is None and pending is not None:
+                previous, pending = self._back_off(ts)
+            chosen = previous if previous is not None else pending
+            if chosen is None:  # nothing decodes here (data ends early): repeat the last frame, if any
+                if last_pick is not None:
+                    picks.append(last_pick[1])
+                continue
+            if last_pick is None or last_pick[0] is not chosen:
+                last_pick = (chosen, self._convert(chosen))
+            picks.append(last_pick[1])
+        return picks
+
+    def _seek_for(self, ts: int) -> bool:
+        """Seek to the keyframe at or before `ts` when it lies beyond the decoder's position."""
+        keyframes = self.layout.keyframes
+        k = bisect.bisect_right(keyframes, ts) - 1
+        if k < 0 or not self._beyond_position(keyframes[k]):
+            return False
+        return self._restart(keyframes[k])
+
+    def _advance(
+        self, ts: int, previous: av.VideoFrame | None, pending: av.VideoFrame | None
+    ) -> tuple[av.VideoFrame | None, av.VideoFrame | None]:
+        """Decode forward until a frame lies after `ts`; returns (frame on screen at ts, next frame)."""
+        while not (pending is not None and pending.pts > ts):
+            if pending is not None:
+                previous = pending
+            if self._eof:
+                return previous, None
+            pending = self._next()
+        return previous, pending
+
+    def _back_off(self, ts: int) -> tuple[av.VideoFrame | None, av.VideoFrame | None]:
+        """After a seek the first frame was already past `ts` (index holds DTS): start a keyframe earlier."""
+        keyframes = self.layout.keyframes
+        k = bisect.bisect_left(keyframes, self._anchor if self._anchor is not None else 0) - 1
+        previous = pending = None
+        while k >= 0 and self._restart(keyframes[k]):
+            previous, pending = self._advance(ts, None, None)
+            if previous is not None:
+                break
+            k -= 1
+        return previous, pending
+
+    # -- truncation
+
+    def short_of(self, targets: list[float]) -> bool:
+        """True when the walk hit the end of the data before the last target (a truncated file)."""
+        tolerance = 1.0 / self.layout.fps if self.layout.fps else 0.04
+        return bool(targets) and self._max_end is not None and targets[-1] > self.max_end + tolerance
+
+    def decodable_end(self) -> float:
+        """Decode from the last keyframe known to decode up to the end of the data; its end time (s)."""
+        self._used = True
+        reached = self._max_end if self._max_end is not None else self.layout.start
+        keyframes = self.layout.keyframes
+        k = bisect.bisect_right(keyframes, reached) - 1
+        self._restart(keyframes[k] if k >= 0 else None)
+        while self._next() is not None:
+            pass
+        return self.max_end
+
+    # -- conversion
+
+    def _convert(self, frame: av.VideoFrame) -> _Pick:
+        """RGB pixels in display orientation, shrunk in the same swscale pass when max_side asks."""
+        width, height = frame.width, frame.height
+        if self.max_side is not None and max(width, height) > self.max_side:
+            scale = self.max_side / max(width, height)
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+            pixels = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+        else:
+            pixels = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+        turns = _quarter_turns(frame)
+        if turns:
+            pixels = np.rot90(pixels, k=turns)  # np.rot90 turns counter-clockwise, like frame.rotation
+        return _Pick(self.layout.seconds(frame.pts), pixels, turns * 90)
+
+    @property
+    def max_end(self) -> float:
+        """End (s) of the latest frame decoded so far; -inf before any."""
+        return -math.inf if self._max_end is None else self.layout.seconds(self._max_end)
+
+
+# ------------------------------------------------------------------------------------------- assembling
+
+
+def _assemble(
+    source: Path,
+    stream: av.video.stream.VideoStream,
+    layout: _Layout,
+    sampler: _Sampler,
+    picks: list[_Pick],
+    span: float,
+) -> Clip:
+    """Stack the picks and say plainly what was unusual (truncation, skipped packets, repeats)."""
+    shapes = {p.pixels.shape for p in picks}
+    if len(shapes) > 1:  # mid-stream size change: bring every frame to the first one's size
+        picks = [_resize_like(p, picks[0].pixels.shape) for p in picks]
+    frames = np.stack([p.pixels for p in picks])  # (T, H, W, 3) uint8
+    times = [max(0.0, p.time) for p in picks]
+    rate = layout.fps or ((layout.num_frames or 0) / layout.duration if layout.duration else None)
+    indices = [round(t * rate) for t in times] if rate else list(range(len(times)))
+    info = _info(source, stream, layout, picks[0].rotation)
+    return Clip(
+        path=str(source), frames=frames, times=times, frame_indices=indices, info=info,
+        decoded_frames=sampler.decoded, skipped_packets=sampler.skipped,
+        warnings=_warnings(layout, sampler, times, span),
+    )  # fmt: skip
+
+
+def _warnings(layout: _Layout, sampler: _Sampler, times: list[float], span: float) -> list[str]:
+    notes: list[str] = []
+    # Audio tracks often outlast the video by a few frames; only a real shortfall is called truncation.
+    tolerance = max(0.5, 2.0 / layout.fps if layout.fps else 0.0)
+    if span < layout.duration - tolerance:
+        notes.append(f"truncated: decoded up to {span:.1f} s of {layout.duration:.1f} s")
+    if sampler.failure:
+        notes.append(f"reading stopped early ({sampler.failure})")
+    if sampler.skipped:
+        notes.append(f"skipped {sampler.skipped} corrupt packet(s)")
+    distinct = len(set(times))
+    if distinct < len(times):
+        notes.append(
+            f"only {distinct} distinct frame(s) for {len(times)} requested; some frames are repeated"
+        )
+    return notes
+
+
+def _resize_like(pick: _Pick, shape: tuple[int, ...]) -> _Pick:
+    """Nearest-neighbour resize (numpy only) for the rare stream whose resolution changes midway."""
+    height, width = shape[:2]
+    rows = np.arange(height) * pick.pixels.shape[0] // height
+    cols = np.arange(width) * pick.pixels.shape[1] // width
+    return _Pick(pick.time, pick.pixels[rows][:, cols], pick.rotation)
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+
+def _check_sampling(
+    duration: float, frames: int | None, fps: float | None, max_frames: int | None, multiple_of: int
+) -> None:
+    """Reject impossible sampling requests with a UsageError naming the option."""
+    if (frames is None) == (fps is None):
+        raise UsageError("give exactly one of frames or fps")
+    if frames is not None and frames < 1:
+        raise UsageError(f"frames must be >= 1, got {frames}")
+    if fps is not None and not fps > 0:
+        raise UsageError(f"fps must be > 0, got {fps}")
+    if multiple_of < 1:
+        raise UsageError(f"multiple_of must be >= 1, got {multiple_of}")
+    if max_frames is not None and max_frames < multiple_of:
+        raise UsageError(f"max_frames must be >= multiple_of ({multiple_of}), got {max_frames}")
+    if math.isnan(duration):
+        raise UsageError("duration is not a number")
+
+
+def _round_count(count: int, multiple_of: int, max_frames: int | None) -> int:
+    """Round up to a multiple; round down instead when rounding up would pass max_frames."""
+    up = -(-count // multiple_of) * multiple_of
+    if max_frames is not None and up > max_frames:
+        return (max_frames // multiple_of) * multiple_of
+    return up
