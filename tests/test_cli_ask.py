@@ -89,7 +89,6 @@ def test_several_questions_give_several_records(model: list[str], sample_clip: P
     ("make", "cause"),
     [
         (lambda d: d / "absent.mp4", "no such file"),
-        (lambda d: d, "is a directory"),
         (lambda d: _write(d / "empty.mp4", b""), "empty file"),
         (lambda d: _write(d / "notes.mp4", b"this is not a video at all\n" * 50), "not a video file"),
     ],
@@ -101,6 +100,12 @@ def test_bad_input_is_one_line_exit_1(model: list[str], tmp_path: Path, make, ca
     errors = [line for line in proc.stderr.splitlines() if line.startswith("vidqa: error:")]
     assert len(errors) == 1 and str(bad) in errors[0] and cause in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_folder_without_videos_is_a_usage_error(model: list[str], tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    proc = vidqa_in_process("ask", str(tmp_path), "q", *model)
+    assert proc.returncode == 2 and f"no video files found in {tmp_path}" in proc.stderr
 
 
 def test_batch_keeps_going_and_every_item_has_a_record(

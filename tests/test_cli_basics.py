@@ -41,8 +41,23 @@ def test_version_and_help_mention_options() -> None:
     proc = _run("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("vidqa ")
     helptext = _run("ask", "--help").stdout
-    for flag in ("--model", "--frames", "--fps", "--max-frames", "--keep", "--method", "--preset", "--json",
-                 "--jsonl", "--no-stream", "--quiet", "--debug", "--device", "--dtype", "--attn"):
+    for flag in (
+        "--model",
+        "--frames",
+        "--fps",
+        "--max-frames",
+        "--keep",
+        "--method",
+        "--preset",
+        "--json",
+        "--jsonl",
+        "--no-stream",
+        "--quiet",
+        "--debug",
+        "--device",
+        "--dtype",
+        "--attn",
+    ):
         assert flag in helptext
 
 
@@ -66,7 +81,10 @@ def test_presets_listing_has_builtin_presets() -> None:
         (["ask", "clip.mp4", "q", "--preset", "nope"], "unknown preset 'nope'"),
         (["ask", "clip.mp4", "q", "--json", "--jsonl"], "exclusive"),
         (["ask", "clip.mp4", "q", "--dtype", "int3"], "invalid --dtype"),
-        (["ask", "clip.mp4", "q", "--attn", "flash_attention_2", "--device", "cpu"], "flash_attention_2 needs"),
+        (
+            ["ask", "clip.mp4", "q", "--attn", "flash_attention_2", "--device", "cpu"],
+            "flash_attention_2 needs",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args: list[str], message: str) -> None:

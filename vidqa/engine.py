@@ -20,16 +20,18 @@ import torch
 from vidqa.compress import run_method
 from vidqa.compress.base import Selection
 from vidqa.errors import UsageError, VidqaError
+from vidqa.features import Prepared, entry_meta, entry_tensors, from_entry
 from vidqa.generation import GenerationStats, generate_streaming
 from vidqa.models import DEFAULT_MODEL, resolve_model_id
 from vidqa.models.loading import load_adapter, resolve_attn, resolve_device, resolve_dtype
 from vidqa.record import Result, Timings
 from vidqa.settings import CompressionSettings, SamplingSettings
-from vidqa.video import Clip, load_video
+from vidqa.video import Clip, check_path, load_video
 
 if TYPE_CHECKING:
     from transformers import BatchFeature
 
+    from vidqa.cache import FeatureCache
     from vidqa.models.base import VideoAdapter, VisualTokens
 
 TextCallback = Callable[[str], None]
@@ -52,10 +54,13 @@ class EncodedVideo:
     """A decoded, encoded video: everything question-independent, reusable across questions."""
 
     clip: Clip
+    question: str  # the question `batch` was built for
     batch: BatchFeature
     visual: VisualTokens
     cached: bool = False
     timings: Timings = field(default_factory=Timings)
+    used: bool = False  # decode/vision time is reported with the first answer only
+    selections: dict[tuple, Selection] = field(default_factory=dict)  # per compression setting
 
 
 @dataclass
@@ -71,6 +76,7 @@ class InspectReport:
     weights: list[float]
     budgets: list[int]
     kept_indices: list[list[int]]
+    grid: tuple[int, int] = (1, 1)  # (rows, cols) of one frame's tokens
     frames: Any = None  # (T', H, W, 3) uint8 frames, one per selection frame (for the contact sheet)
 
     @property
@@ -87,6 +93,7 @@ class InspectReport:
             "model": self.model,
             "keep": self.keep,
             "tokens_per_frame": self.tokens_per_frame,
+            "grid": list(self.grid),
             "visual_tokens": {"total": self.total, "kept": self.kept},
             "frames": [
                 {"time": round(t, 4), "uniqueness": round(u, 6), "weight": round(w, 6), "budget": k}
@@ -100,9 +107,18 @@ class InspectReport:
 class Engine:
     """A loaded model plus the question-answering pipeline. Create with `Engine.load(...)`."""
 
-    def __init__(self, adapter: VideoAdapter, *, model_name: str) -> None:
+    def __init__(
+        self,
+        adapter: VideoAdapter,
+        *,
+        model_name: str,
+        revision: str | None = None,
+        cache: FeatureCache | None = None,
+    ) -> None:
         self.adapter = adapter
         self.model_name = model_name
+        self.revision = revision or getattr(adapter.model.config, "_commit_hash", None)
+        self.cache = cache
         self.device = adapter.device
         self.clock = PhaseClock(self.device)
 
@@ -117,6 +133,7 @@ class Engine:
         revision: str | None = None,
         trust_remote_code: bool = False,
         device_map: str | None = None,
+        cache: FeatureCache | None = None,
     ) -> Engine:
         """Load `model` (alias, hub id or local folder); see `vidqa.models.ALIASES` for the aliases."""
         torch_device = resolve_device(device)
@@ -131,7 +148,7 @@ class Engine:
             trust_remote_code=trust_remote_code,
             device_map=device_map,
         )
-        return cls(adapter, model_name=resolve_model_id(model))
+        return cls(adapter, model_name=resolve_model_id(model), revision=revision, cache=cache)
 
     # -- phases --------------------------------------------------------------------------------------
     def sampling_for(self, sampling: SamplingSettings) -> SamplingSettings:
@@ -151,18 +168,60 @@ class Engine:
             max_side=self.adapter.decode_side(),
         )
 
+    def cache_key(self, video: str | Path, sampling: SamplingSettings) -> str:
+        """Key of a video's features: file content + sampling + model, revision, dtype and decode size."""
+        from vidqa.cache import cache_key, file_digest
+        from vidqa.features import ENTRY_VERSION
+
+        sampling = self.sampling_for(sampling)
+        return cache_key(
+            video=file_digest(video),
+            sampling=[sampling.frames, sampling.fps, sampling.max_frames, self.adapter.frame_multiple],
+            model=self.model_name,
+            revision=self.revision,
+            dtype=str(self.adapter.model.dtype),
+            decode_side=self.adapter.decode_side(),
+            version=ENTRY_VERSION,
+        )
+
+    def prepare(self, video: str | Path, sampling: SamplingSettings) -> Prepared:
+        """The model-free half: a cache hit, or decoded frames. Safe to run on a background thread."""
+        start = time.perf_counter()
+        key = None
+        if self.cache is not None:
+            check_path(video)  # a missing file is a VideoError, not a cache error
+            key = self.cache_key(video, sampling)
+            entry = self.cache.get(key)
+            if entry is not None:
+                clip, visual = from_entry(*entry, device=self.device, dtype=self.adapter.model.dtype)
+                return Prepared(str(video), clip, visual, key, time.perf_counter() - start)
+        clip = self.decode(video, sampling)
+        return Prepared(str(video), clip, None, key, time.perf_counter() - start)
+
     @torch.inference_mode()
+    def encode_prepared(self, prepared: Prepared, question: str) -> EncodedVideo:
+        """Processor + vision tower (skipped on a cache hit); stores fresh features in the cache."""
+        timings = Timings(decode=prepared.seconds)
+        start = self.clock.now()
+        batch = self.adapter.prompt(question, prepared.clip)
+        visual = prepared.visual
+        if visual is None:
+            visual = self.adapter.encode(batch)
+            if self.cache is not None and prepared.key is not None:
+                self.cache.put(prepared.key, entry_tensors(visual), entry_meta(prepared.clip, visual))
+        timings.vision = self.clock.now() - start
+        return EncodedVideo(
+            clip=prepared.clip,
+            question=question,
+            batch=batch,
+            visual=visual,
+            cached=prepared.cached,
+            timings=timings,
+        )
+
     def encode(self, video: str | Path, question: str, sampling: SamplingSettings) -> EncodedVideo:
         """Decode frames and run the vision tower: the question-independent half of the pipeline."""
-        timings = Timings()
-        start = self.clock.now()
-        clip = self.decode(video, sampling)
-        decoded = self.clock.now()
-        batch = self.adapter.prompt(question, clip)
-        visual = self.adapter.encode(batch)
-        timings.decode = decoded - start
-        timings.vision = self.clock.now() - decoded
-        return EncodedVideo(clip=clip, batch=batch, visual=visual, timings=timings)
+        return self.encode_prepared(self.prepare(video, sampling), question)
 
     def select(self, visual: VisualTokens, compression: CompressionSettings) -> Selection:
         """Which visual tokens reach the LLM; keep 1 (or method none) keeps everything."""
@@ -222,38 +281,65 @@ class Engine:
         """
         if not questions:
             raise UsageError("no question given")
-        started = time.perf_counter()
-        self._reset_peak_memory()
         encoded = encoded or self.encode(video, questions[0], sampling)
-        selection_start = self.clock.now()
+        for question in questions:
+            yield self.answer(
+                video,
+                question,
+                encoded,
+                compression,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
+                on_text=on_text,
+            )
+
+    def answer(
+        self,
+        video: str | Path,
+        question: str,
+        encoded: EncodedVideo,
+        compression: CompressionSettings,
+        *,
+        max_new_tokens: int = 128,
+        min_new_tokens: int = 0,
+        on_text: TextCallback | None = None,
+    ) -> Result:
+        """One question about an encoded video: select (cached per setting) → prefill → generate."""
+        start = time.perf_counter()
+        self._reset_peak_memory()
+        first_use, encoded.used = not encoded.used, True
+        selection, compress_time = self._selection(encoded, compression)
+        with torch.inference_mode():
+            batch = (
+                encoded.batch if question == encoded.question else self.adapter.prompt(question, encoded.clip)
+            )
+            answer, stats = self._generate(
+                batch,
+                encoded.visual,
+                selection,
+                compression,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
+                on_text=on_text,
+            )
+        timings = Timings(compress=compress_time, prefill=stats.prefill, generate=stats.generate)
+        timings.total = time.perf_counter() - start
+        if first_use:
+            timings.decode, timings.vision = encoded.timings.decode, encoded.timings.vision
+            timings.total += timings.decode + timings.vision
+        return self._result(
+            video, question, answer, encoded, selection, compression, timings, stats, reused=not first_use
+        )
+
+    def _selection(self, encoded: EncodedVideo, compression: CompressionSettings) -> tuple[Selection, float]:
+        """The (question-independent) selection for this setting, computed once per video."""
+        key = (compression.method, compression.keep, tuple(sorted(compression.params.items())))
+        if key in encoded.selections:
+            return encoded.selections[key], 0.0
+        start = self.clock.now()
         selection = self.select(encoded.visual, compression)
-        compress_time = self.clock.now() - selection_start
-        for index, question in enumerate(questions):
-            item_start = started if index == 0 else time.perf_counter()
-            if index > 0:
-                self._reset_peak_memory()
-            with torch.inference_mode():
-                batch = encoded.batch if index == 0 else self.adapter.prompt(question, encoded.clip)
-                answer, stats = self._generate(
-                    batch,
-                    encoded.visual,
-                    selection,
-                    compression,
-                    max_new_tokens=max_new_tokens,
-                    min_new_tokens=min_new_tokens,
-                    on_text=on_text,
-                )
-            timings = Timings(
-                decode=encoded.timings.decode if index == 0 else 0.0,
-                vision=encoded.timings.vision if index == 0 else 0.0,
-                compress=compress_time if index == 0 else 0.0,
-                prefill=stats.prefill,
-                generate=stats.generate,
-            )
-            timings.total = time.perf_counter() - item_start
-            yield self._result(
-                video, question, answer, encoded, selection, compression, timings, stats, reused=index > 0
-            )
+        encoded.selections[key] = selection
+        return selection, self.clock.now() - start
 
     def _generate(
         self,
@@ -342,6 +428,7 @@ class Engine:
             weights=[float(v) for v in selection.weights],
             budgets=[int(v) for v in selection.budgets],
             kept_indices=[idx.tolist() for idx in selection.indices],
+            grid=encoded.visual.grid or (1, m),
             frames=clip.frames[::step][:t],
         )
 

@@ -51,6 +51,9 @@ class Result:
     peak_memory_bytes: int = 0
     cached: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    exception: BaseException | None = field(
+        default=None, repr=False, compare=False
+    )  # for --debug; not in JSON
 
     @property
     def ok(self) -> bool:

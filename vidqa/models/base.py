@@ -35,11 +35,12 @@ class VisualTokens:
 
     features: (T, M, D) in the model dtype, on the model device.
     extras: per-token tensors that must be dropped with the same mask, each shaped (..., T, M, D')
-            (Qwen3-VL deepstack levels: (levels, T, M, D)); and fixed per-video tensors (never dropped).
+            (Qwen3-VL deepstack levels: (levels, T, M, D)).
     """
 
     features: torch.Tensor
     per_token: dict[str, torch.Tensor] = field(default_factory=dict)
+    grid: tuple[int, int] | None = None  # (rows, cols) of a frame's M tokens in raster order
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -49,7 +49,8 @@ class LlavaOnevisionAdapter(VideoAdapter):
             raise AdapterError(
                 f"expected {num_frames}×{m} visual tokens, the model produced {pooled.shape[0]}"
             )
-        return VisualTokens(features=pooled.view(num_frames, m, -1))
+        side = math.isqrt(m)
+        return VisualTokens(features=pooled.view(num_frames, m, -1), grid=(side, side))
 
     def assemble(
         self, batch: BatchFeature, visual: VisualTokens, keep: torch.Tensor | None

@@ -127,6 +127,8 @@ def load_adapter(
     """Load config → adapter class → processor → model, on `device` in `dtype` with `attn`."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
+    if device_map is not None and importlib.util.find_spec("accelerate") is None:
+        raise ModelLoadError("--device-map needs the accelerate package: pip install 'vidqa[multi-gpu]'")
     model_id = resolve_model_id(name)
     looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
     if looks_local and not Path(name).expanduser().is_dir():

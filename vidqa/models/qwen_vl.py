@@ -60,7 +60,8 @@ class QwenVLAdapter(VideoAdapter):
             per_token[DEEPSTACK] = _concat_levels(deepstack).view(
                 len(deepstack), t, m, -1
             )  # (levels, T, M, D)
-        return VisualTokens(features=features.view(t, m, -1), per_token=per_token)
+        grid_hw = (h // self.merge_size, w // self.merge_size)
+        return VisualTokens(features=features.view(t, m, -1), per_token=per_token, grid=grid_hw)
 
     def _rope_positions(self, batch: BatchFeature, input_ids: torch.Tensor) -> torch.Tensor:
         """M-RoPE positions (3, 1, L) of the full sequence, from the model's own implementation."""

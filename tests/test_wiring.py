@@ -1,0 +1,139 @@
+"""Selections reach the LLM correctly: token counts, positions, the LLaVA newline, Qwen3-VL deepstack.
+
+Checked directly on the tensors handed to `generate`, for every family, with VidCom² and DyCoke selections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.tiny_models import FAMILIES
+from vidqa.compress import dycoke, vidcom2
+from vidqa.settings import SamplingSettings
+
+
+@pytest.fixture(autouse=True)
+def _inference_mode():  # the engine runs every phase under inference mode; so do these tests
+    with torch.inference_mode():
+        yield
+
+
+def _prepare(engine, clip: Path, keep: float):
+    encoded = engine.encode(clip, "what happens ?", SamplingSettings(frames=8))
+    selection = vidcom2.select(encoded.visual.features, keep=keep)
+    t, m, _ = encoded.visual.shape
+    return encoded, selection, selection.mask(m), t, m
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("keep", [0.25, 0.6])
+def test_kept_tokens_and_positions(engines: dict, sample_clip: Path, family: str, keep: float) -> None:
+    engine = engines[family]
+    adapter = engine.adapter
+    encoded, selection, mask, t, m = _prepare(engine, sample_clip, keep)
+    batch, visual = encoded.batch, encoded.visual
+    full = adapter.assemble(batch, visual, None)
+    kept = adapter.assemble(batch, visual, mask)
+
+    dropped = t * m - selection.kept
+    assert kept.length == full.length - dropped
+    assert kept.visual_positions.numel() == selection.kept
+    assert full.visual_positions.numel() == t * m
+
+    # The kept visual embeddings are exactly the selected features, in order.
+    features = visual.features.flatten(0, 1)[mask.flatten()]
+    kept_visual = kept.inputs_embeds[0, kept.visual_positions]
+    torch.testing.assert_close(kept_visual, features.to(kept_visual.dtype))
+
+    # Every non-visual token survives (text, template, Qwen3-VL timestamps, the LLaVA newline), in order.
+    full_text = torch.ones(full.length, dtype=torch.bool)
+    full_text[full.visual_positions] = False
+    kept_text = torch.ones(kept.length, dtype=torch.bool)
+    kept_text[kept.visual_positions] = False
+    torch.testing.assert_close(kept.inputs_embeds[0, kept_text], full.inputs_embeds[0, full_text])
+
+    if family == "llava_onevision":
+        assert kept.position_ids is None  # contiguous positions after dropping
+        newline = adapter.model.model.image_newline
+        after_video = int(kept.visual_positions[-1]) + 1
+        torch.testing.assert_close(kept.inputs_embeds[0, after_video], newline.to(kept.inputs_embeds.dtype))
+    else:
+        # M-RoPE: survivors keep the (t, h, w) positions they had in the full sequence.
+        assert kept.position_ids.shape == (3, 1, kept.length)
+        full_visual_positions = full.position_ids[:, 0, full.visual_positions]  # (3, T·M)
+        torch.testing.assert_close(
+            kept.position_ids[:, 0, kept.visual_positions], full_visual_positions[:, mask.flatten()]
+        )
+        torch.testing.assert_close(kept.position_ids[:, 0, kept_text], full.position_ids[:, 0, full_text])
+
+
+def test_qwen3_deepstack_is_dropped_with_the_same_mask(engines: dict, sample_clip: Path) -> None:
+    engine = engines["qwen3_vl"]
+    adapter = engine.adapter
+    encoded, selection, mask, _, _ = _prepare(engine, sample_clip, 0.25)
+    inputs = adapter.assemble(encoded.batch, encoded.visual, mask)
+    seen: list[dict] = []
+
+    def capture(_module, _args, kwargs):
+        if kwargs.get("visual_pos_masks") is not None:
+            seen.append({"mask": kwargs["visual_pos_masks"], "deepstack": kwargs["deepstack_visual_embeds"]})
+
+    language_model = adapter.model.model.language_model
+    with inputs.hooks_installed():
+        handle = language_model.register_forward_pre_hook(capture, with_kwargs=True)
+        try:
+            with torch.inference_mode():
+                adapter.model.generate(**inputs.generate_kwargs(), max_new_tokens=3, do_sample=False)
+        finally:
+            handle.remove()
+    assert len(seen) == 1  # prefill only, never on decode steps
+    assert int(seen[0]["mask"].sum()) == selection.kept
+    assert seen[0]["mask"][0].nonzero(as_tuple=True)[0].tolist() == inputs.visual_positions.tolist()
+    levels = encoded.visual.per_token["deepstack"]  # (levels, T, M, D)
+    assert len(seen[0]["deepstack"]) == levels.shape[0]
+    for level, injected in zip(levels, seen[0]["deepstack"], strict=True):
+        torch.testing.assert_close(injected, level.flatten(0, 1)[mask.flatten()])
+    assert not language_model._forward_pre_hooks or all(  # our hook is gone after generate
+        getattr(h, "__name__", "") != "inject" for h in language_model._forward_pre_hooks.values()
+    )
+
+
+def test_qwen3_deepstack_changes_the_output(engines: dict, sample_clip: Path) -> None:
+    """Without the deepstack injection the logits differ: the hook is doing real work."""
+    adapter = engines["qwen3_vl"].adapter
+    encoded = engines["qwen3_vl"].encode(sample_clip, "q", SamplingSettings(frames=8))
+    inputs = adapter.assemble(encoded.batch, encoded.visual, None)
+    with torch.inference_mode():
+        with inputs.hooks_installed():
+            with_deepstack = adapter.model(**inputs.generate_kwargs()).logits
+        without = adapter.model(**inputs.generate_kwargs()).logits
+    assert not torch.allclose(with_deepstack, without)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method", ["vidcom2", "dycoke"])
+def test_ask_with_compression_reports_kept_tokens(engines: dict, sample_clip: Path, family: str, method: str):
+    engine = engines[family]
+    keep = 0.25 if method == "vidcom2" else 0.5
+    result = engine.ask(
+        sample_clip,
+        "what happens ?",
+        method=method,
+        keep=keep,
+        frames=8,
+        max_new_tokens=3,
+        params={"decode_prune": 0.0} if method == "dycoke" else None,
+    )
+    record = result.to_dict()
+    features = engine.encode(sample_clip, "q", SamplingSettings(frames=8)).visual.features
+    if method == "vidcom2":
+        expected = vidcom2.select(features, keep=keep).kept
+    else:
+        expected = dycoke.temporal_merge(features, prune=dycoke.prune_for_keep(keep)).kept
+    assert record["visual_tokens"]["kept"] == expected < record["visual_tokens"]["total"]
+    assert record["method"] == method and record["keep"] == keep
+    assert record["answer"] is not None and record["generated_tokens"] >= 1
+    assert record["timings"]["compress"] > 0
