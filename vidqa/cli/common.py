@@ -158,12 +158,14 @@ def load_engine(
     device_map: str | None = None,
     cache: Any = None,
 ) -> Engine:
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as hf_logging
 
     from vidqa.engine import Engine
     from vidqa.ui import status
 
     hf_logging.set_verbosity_error()  # library chatter is not for users; --debug shows tracebacks instead
+    hub_logging.set_verbosity_error()
     if console.quiet or not console.is_terminal:
         hf_logging.disable_progress_bar()  # download/loading bars only on an interactive terminal
     with status(console, f"loading {model}"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vidqa.errors import ModelLoadError, UsageError
 from vidqa.models import adapter_class, resolve_model_id
@@ -134,9 +134,16 @@ def load_adapter(
     if looks_local and not Path(name).expanduser().is_dir():
         raise ModelLoadError(f"model folder '{name}' does not exist")
     source = str(Path(name).expanduser()) if looks_local else model_id
-    options = {"revision": revision, "trust_remote_code": trust_remote_code}
+    options: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     try:
-        config = AutoConfig.from_pretrained(source, **options)
+        # Cached files first: a model already downloaded loads without touching the network (no update
+        # check that stalls ~20 s in retries when offline); only a cache miss goes to the hub.
+        config = AutoConfig.from_pretrained(source, local_files_only=True, **options)
+        options["local_files_only"] = True
+    except (OSError, ValueError):
+        config = None
+    try:
+        config = config or AutoConfig.from_pretrained(source, **options)
     except (OSError, ValueError) as exc:
         raise _load_error(name, model_id, exc) from exc
     adapter_cls = adapter_class(getattr(config, "model_type", "unknown"))
