@@ -158,13 +158,15 @@ class VideoAdapter:
         raise NotImplementedError
 
     # -- shared helpers -----------------------------------------------------------------------------------
-    def _embed_with_video(
-        self, input_ids: torch.Tensor, video_embeds: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token embeddings with the video placeholders replaced by `video_embeds` (N, D), as `forward` does.
+    def _merge_kept(
+        self, input_ids: torch.Tensor, video_embeds: torch.Tensor, visual_keep: torch.Tensor
+    ) -> KeptSequence:
+        """The kept sequence's embeddings with the kept visual tokens in their placeholders.
 
-        Returns (inputs_embeds (1, L, D), video placeholder mask (1, L)). Checks the counts match: a template
-        or processor that expands the placeholder differently must fail loudly, never shift tokens silently.
+        input_ids: (1, L); video_embeds: (N, D), one per video placeholder, in order; visual_keep: (N,) bool.
+        Drops first, then embeds and fills only what is kept (what `forward` does, on fewer tokens). Checks
+        the counts match: a template or processor that expands the placeholder differently must fail
+        loudly, never shift tokens silently.
         """
         video_mask = input_ids == self.video_token_id  # (1, L)
         placeholders = int(video_mask.sum())
@@ -173,17 +175,28 @@ class VideoAdapter:
                 f"the prompt has {placeholders} video placeholder tokens but the vision tower produced "
                 f"{video_embeds.shape[0]} visual tokens"
             )
-        embeds = self.model.get_input_embeddings()(input_ids)
-        video_embeds = video_embeds.to(embeds.device, embeds.dtype)
-        embeds = embeds.masked_scatter(video_mask[..., None].expand_as(embeds), video_embeds)
-        return embeds, video_mask
+        visual_keep = visual_keep.to(input_ids.device)
+        seq_keep = torch.ones_like(video_mask[0])
+        seq_keep[video_mask[0]] = visual_keep  # (L,): every non-video token, the kept video ones
+        kept_video_mask = video_mask[:, seq_keep]  # (1, L')
+        embeds = self.model.get_input_embeddings()(input_ids[:, seq_keep])  # (1, L', D)
+        kept_embeds = video_embeds[visual_keep.to(video_embeds.device)].to(embeds.device, embeds.dtype)
+        embeds[kept_video_mask] = kept_embeds
+        return KeptSequence(embeds=embeds, seq_keep=seq_keep, kept_video_mask=kept_video_mask)
 
 
-def sequence_keep_mask(video_mask: torch.Tensor, visual_keep: torch.Tensor) -> torch.Tensor:
-    """Keep mask over the whole sequence: every non-video token, and the video tokens `visual_keep` keeps.
+@dataclass
+class KeptSequence:
+    """The prompt after dropping: embeddings (1, L', D), the keep mask over the original sequence (L,), and
+    where the kept video placeholders sit in the new one (1, L')."""
 
-    video_mask: (1, L) bool, True at video placeholder positions; visual_keep: (N,) bool in placeholder order.
-    """
-    keep = torch.ones_like(video_mask)
-    keep[video_mask] = visual_keep.to(video_mask.device)
-    return keep
+    embeds: torch.Tensor
+    seq_keep: torch.Tensor
+    kept_video_mask: torch.Tensor
+
+
+def token_keep_mask(keep: torch.Tensor | None, count: int, device: torch.device) -> torch.Tensor:
+    """Flat (T·M,) bool keep mask; None (keep everything) becomes all True."""
+    if keep is None:
+        return torch.ones(count, dtype=torch.bool, device=device)
+    return keep.flatten().to(device)

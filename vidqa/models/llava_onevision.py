@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from vidqa.models.base import AdapterError, GenerateInputs, VideoAdapter, VisualTokens, sequence_keep_mask
+from vidqa.models.base import AdapterError, GenerateInputs, VideoAdapter, VisualTokens, token_keep_mask
 
 if TYPE_CHECKING:
     from transformers import BatchFeature
@@ -58,26 +58,15 @@ class LlavaOnevisionAdapter(VideoAdapter):
         features = visual.features  # (T, M, D)
         newline = self.model.model.image_newline.to(features.dtype)[None]  # (1, D)
         video_embeds = torch.cat([features.flatten(0, 1), newline], dim=0)  # (T·M + 1, D)
-        input_ids = batch["input_ids"].to(self.device)
-        embeds, video_mask = self._embed_with_video(input_ids, video_embeds)
-        attention_mask = batch["attention_mask"].to(self.device)
+        token_keep = token_keep_mask(keep, features.shape[0] * features.shape[1], self.device)
+        visual_keep = torch.cat([token_keep, token_keep.new_ones(1)])  # the newline is always kept
+        kept = self._merge_kept(batch["input_ids"].to(self.device), video_embeds, visual_keep)
 
-        t, m, _ = visual.shape
-        token_keep = (
-            torch.ones(t * m, dtype=torch.bool, device=self.device) if keep is None else keep.flatten()
-        )
-        visual_keep = torch.cat(
-            [token_keep.to(self.device), torch.ones(1, dtype=torch.bool, device=self.device)]
-        )
-        seq_keep = sequence_keep_mask(video_mask, visual_keep)[0]  # (L,)
-
-        # Kept visual tokens (the newline excluded: it carries no frame content) in compressed coordinates.
-        is_feature = video_mask[0].clone()
-        is_feature[video_mask[0].nonzero()[-1]] = False
-        visual_positions = (is_feature[seq_keep]).nonzero(as_tuple=True)[0]
+        # Kept visual tokens in the new sequence; the newline (the last placeholder) carries no frame content.
+        visual_positions = kept.kept_video_mask[0].nonzero(as_tuple=True)[0][:-1]
         return GenerateInputs(
-            inputs_embeds=embeds[:, seq_keep],
-            attention_mask=attention_mask[:, seq_keep],
+            inputs_embeds=kept.embeds,
+            attention_mask=batch["attention_mask"].to(self.device)[:, kept.seq_keep],
             position_ids=None,  # contiguous 0..L'-1, derived by generate from the attention mask
             visual_positions=visual_positions,
         )

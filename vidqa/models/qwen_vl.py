@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vidqa.models.base import AdapterError, GenerateInputs, VideoAdapter, VisualTokens, sequence_keep_mask
+from vidqa.models.base import AdapterError, GenerateInputs, VideoAdapter, VisualTokens, token_keep_mask
 
 if TYPE_CHECKING:
     from transformers import BatchFeature
@@ -82,24 +82,18 @@ class QwenVLAdapter(VideoAdapter):
     ) -> GenerateInputs:
         t, m, _ = visual.shape
         input_ids = batch["input_ids"].to(self.device)
-        embeds, video_mask = self._embed_with_video(input_ids, visual.features.flatten(0, 1))
-        positions = self._rope_positions(batch, input_ids)  # (3, 1, L), before dropping
-        token_keep = (
-            torch.ones(t * m, dtype=torch.bool, device=self.device) if keep is None else keep.flatten()
-        )
-        token_keep = token_keep.to(self.device)
-        seq_keep = sequence_keep_mask(video_mask, token_keep)[0]  # (L,)
-
-        kept_video_mask = video_mask[:, seq_keep]  # (1, L')
+        positions = self._rope_positions(batch, input_ids)  # (3, 1, L), on the FULL sequence
+        token_keep = token_keep_mask(keep, t * m, self.device)
+        kept = self._merge_kept(input_ids, visual.features.flatten(0, 1), token_keep)
         inputs = GenerateInputs(
-            inputs_embeds=embeds[:, seq_keep],
-            attention_mask=batch["attention_mask"].to(self.device)[:, seq_keep],
-            position_ids=positions[..., seq_keep],
-            visual_positions=kept_video_mask[0].nonzero(as_tuple=True)[0],
+            inputs_embeds=kept.embeds,
+            attention_mask=batch["attention_mask"].to(self.device)[:, kept.seq_keep],
+            position_ids=positions[..., kept.seq_keep],  # survivors keep their original (t, h, w)
+            visual_positions=kept.kept_video_mask[0].nonzero(as_tuple=True)[0],
         )
         if DEEPSTACK in visual.per_token:
             levels = visual.per_token[DEEPSTACK].flatten(1, 2)[:, token_keep]  # (levels, kept, D)
-            inputs.prefill_hooks.append(self._deepstack_hook(kept_video_mask, levels))
+            inputs.prefill_hooks.append(self._deepstack_hook(kept.kept_video_mask, levels))
         return inputs
 
     def _deepstack_hook(self, visual_pos_masks: torch.Tensor, levels: torch.Tensor) -> Any:
