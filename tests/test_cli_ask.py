@@ -128,3 +128,23 @@ def test_debug_shows_traceback(model: list[str], tmp_path: Path) -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_dycoke_through_the_cli_with_a_preset_file(
+    model: list[str], sample_clip: Path, tmp_path: Path
+) -> None:
+    preset = tmp_path / "dycoke-tiny.yaml"
+    preset.write_text("method: dycoke\nprune: 0.5\nlayer: 1\ndecode_prune: 0.5\ngate: 1.0\n")
+    proc = vidqa_in_process(
+        "ask", str(sample_clip), "what happens ?", "--preset", str(preset), "--json", *model
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["method"] == "dycoke" and record["keep"] == pytest.approx(0.625)
+    assert record["visual_tokens"]["kept"] < record["visual_tokens"]["total"]
+    assert record["dycoke"]["pruned_steps"] >= 1
+
+
+def test_keep_below_a_quarter_with_dycoke_suggests_vidcom2(model: list[str], sample_clip: Path) -> None:
+    proc = vidqa_in_process("ask", str(sample_clip), "q", "--method", "dycoke", "--keep", "0.2", *model)
+    assert proc.returncode == 2 and "vidcom2" in proc.stderr

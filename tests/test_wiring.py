@@ -137,3 +137,26 @@ def test_ask_with_compression_reports_kept_tokens(engines: dict, sample_clip: Pa
     assert record["method"] == method and record["keep"] == keep
     assert record["answer"] is not None and record["generated_tokens"] >= 1
     assert record["timings"]["compress"] > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dycoke_both_stages_end_to_end(engines: dict, sample_clip: Path, family: str) -> None:
+    """--method dycoke with stage 2 on (layer 1: the tiny LLMs have 2 layers) for every family."""
+    result = engines[family].ask(
+        sample_clip,
+        "what happens ?",
+        method="dycoke",
+        keep=0.5,
+        frames=8,
+        max_new_tokens=4,
+        min_new_tokens=4,
+        params={"layer": 1, "gate": 1.0},
+    )
+    record = result.to_dict()
+    stats = record["dycoke"]
+    assert record["error"] is None and record["generated_tokens"] == 4
+    assert stats["decode_steps"] == 3 and stats["pruned_steps"] == 3  # gate 1.0: every decode step prunes
+    assert stats["visual_tokens"] == record["visual_tokens"]["kept"]
+    assert 0 < stats["mean_visual_attended"] < stats["visual_tokens"]
+    attn = engines[family].adapter.model.config.get_text_config()._attn_implementation
+    assert attn == "sdpa"  # restored after the answer
