@@ -123,3 +123,10 @@ def test_bad_preset_file_is_rejected_with_the_key(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ask", "clip.mp4", "q", "--preset", str(preset)])
     assert result.exit_code == 2
     assert "unknown key 'window'" in result.stderr and str(preset) in result.stderr
+
+
+def test_cli_reference_is_in_sync_with_help() -> None:
+    from vidqa.cli.reference import render
+
+    checked_in = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert render() == checked_in, "docs/cli.md is stale: python -m vidqa.cli.reference > docs/cli.md"
