@@ -254,3 +254,37 @@ def test_cache_commands(tmp_path: Path, tiny_checkpoints: dict[str, Path], sampl
     assert cleared.exit_code == 0 and "1" in cleared.stdout + cleared.stderr
     info = CliRunner().invoke(app, ["cache", "info", "--cache-dir", str(cache_dir), "--json"], env=ENV)
     assert json.loads(info.stdout)["entries"] == 0
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from vidqa.ui import BatchProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    progress = BatchProgress(console, total=2, enabled=True)
+    progress.advance(failed=True)
+    progress.advance(failed=False)
+    progress.stop()
+    text = buffer.getvalue()
+    assert "2/2" in text and "1 failed" in text
+    quiet = BatchProgress(Console(file=io.StringIO(), force_terminal=False), total=2, enabled=True)
+    assert not quiet.enabled  # not a terminal: no bar (logs stay clean)
+
+
+def test_device_map_needs_accelerate(
+    tiny_checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from vidqa.errors import ModelLoadError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a)
+    )
+    with pytest.raises(ModelLoadError, match="accelerate"):
+        Engine.load(str(tiny_checkpoints["qwen2_vl"]), device="cpu", device_map="auto")
