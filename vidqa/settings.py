@@ -48,9 +48,6 @@ class SamplingSettings:
     def with_frames(self, frames: int) -> SamplingSettings:
         return dataclasses.replace(self, frames=frames)
 
-    def key(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def _check_param(method: str, name: str, value: Any) -> float | int:
     if name not in METHOD_PARAMS[method]:
