@@ -7,7 +7,9 @@ to fix it. `trust_remote_code` stays off unless the caller asks for it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -114,6 +116,21 @@ def _load_error(name: str, model_id: str, exc: BaseException) -> ModelLoadError:
     return ModelLoadError(f"cannot load model {label}: {first_line}")
 
 
+@contextlib.contextmanager
+def _progress_bars(*, enabled: bool) -> Iterator[None]:
+    """Turn transformers' progress bars off for a block (never on: a caller may have disabled them)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if not enabled and was_enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not enabled and was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_adapter(
     name: str,
     *,
@@ -147,11 +164,14 @@ def load_adapter(
     except (OSError, ValueError) as exc:
         raise _load_error(name, model_id, exc) from exc
     adapter_cls = adapter_class(getattr(config, "model_type", "unknown"))
+    local = bool(options.get("local_files_only")) or Path(source).is_dir()
     try:
-        processor = AutoProcessor.from_pretrained(source, **options)
-        model = AutoModelForImageTextToText.from_pretrained(
-            source, config=config, dtype=dtype, attn_implementation=attn, device_map=device_map, **options
-        )
+        # Download bars are useful; a "Loading weights" bar for files already on disk is noise.
+        with _progress_bars(enabled=not local):
+            processor = AutoProcessor.from_pretrained(source, **options)
+            model = AutoModelForImageTextToText.from_pretrained(
+                source, config=config, dtype=dtype, attn_implementation=attn, device_map=device_map, **options
+            )
     except (OSError, ValueError) as exc:
         raise _load_error(name, model_id, exc) from exc
     if device_map is None:
