@@ -18,9 +18,7 @@ frame repeated) and the clip carries a warning "truncated: decoded up to X s of 
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +28,7 @@ import av
 import numpy as np
 
 from vidqa.errors import UsageError, VideoError
+from vidqa.frame_walk import FrameWalker, Pick, StreamLayout, ffmpeg_reason, quarter_turns
 
 _PROBE_PACKETS = 64  # packets probe() reads at most to find the first frame (for its rotation)
 
@@ -61,23 +60,6 @@ class Clip:
     decoded_frames: int  # frames the decoder produced in total (proves no whole-file decode)
     skipped_packets: int  # corrupt/undecodable packets skipped
     warnings: list[str]  # human-readable, e.g. "truncated: decoded up to 3.2 s of 10.0 s"
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Timing facts of the chosen stream, in its own time base."""
-
-    time_base: Fraction
-    start: int  # pts of the stream start
-    keyframes: list[int]  # keyframe timestamps, ascending (may be empty)
-    duration: float
-    fps: float | None
-    num_frames: int | None
-    scanned_end: float | None  # end of the last packet found by a demux pass, when one was made
-
-    def seconds(self, pts: int) -> float:
-        """Seconds from the stream start; int arithmetic + one correctly rounded division (no Fraction)."""
-        return (pts - self.start) * self.time_base.numerator / self.time_base.denominator
 
 
 # ---------------------------------------------------------------------------------------------- public API
@@ -153,7 +135,7 @@ def load_video(
     with _open(source) as container:
         stream = _video_stream(source, container)
         layout = _layout(source, container, stream, need_keyframes=True)
-        sampler = _Sampler(source, container, stream, layout, max_side, threads)
+        sampler = FrameWalker(source, container, stream, layout, max_side, threads)
         span = layout.duration if layout.scanned_end is None else min(layout.duration, layout.scanned_end)
 
         def targets_over(seconds: float) -> list[float]:
@@ -196,13 +178,7 @@ def _open(source: Path) -> av.container.InputContainer:
     except PermissionError:
         raise VideoError(source, "permission denied") from None
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise VideoError(source, f"not a video file ({_reason(exc)})") from None
-
-
-def _reason(exc: BaseException) -> str:
-    """FFmpeg's short explanation ("Invalid data found when processing input"), without paths or codes."""
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.strip().rstrip(".")
+        raise VideoError(source, f"not a video file ({ffmpeg_reason(exc)})") from None
 
 
 def _video_stream(source: Path, container: av.container.InputContainer) -> av.video.stream.VideoStream:
@@ -219,7 +195,7 @@ def _video_stream(source: Path, container: av.container.InputContainer) -> av.vi
 def _layout(
     source: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream, *,
     need_keyframes: bool,
-) -> _Layout:  # fmt: skip
+) -> StreamLayout:  # fmt: skip
     """Time base, start, keyframes, duration, rate and frame count; a demux pass fills what is missing."""
     time_base = stream.time_base or Fraction(1, 1_000_000)
     start = stream.start_time if stream.start_time is not None else 0
@@ -238,7 +214,7 @@ def _layout(
         num_frames = num_frames or scan.packets or None
     if num_frames is None and fps is not None and duration:
         num_frames = max(1, round(duration * fps))
-    return _Layout(time_base, start, keyframes, duration or 0.0, fps, num_frames, scanned_end)
+    return StreamLayout(time_base, start, keyframes, duration or 0.0, fps, num_frames, scanned_end)
 
 
 def _index_keyframes(
@@ -321,18 +297,15 @@ def _first_rotation(container: av.container.InputContainer, stream: av.video.str
             except av.FFmpegError:
                 continue
             if decoded:
-                return _quarter_turns(decoded[0]) * 90
+                return quarter_turns(decoded[0]) * 90
     except av.FFmpegError:
         pass
     return 0
 
 
-def _quarter_turns(frame: av.VideoFrame) -> int:
-    """Counter-clockwise quarter turns that put the frame upright (frame.rotation: CCW degrees)."""
-    return round(getattr(frame, "rotation", 0) / 90) % 4
-
-
-def _info(source: Path, stream: av.video.stream.VideoStream, layout: _Layout, rotation: int) -> VideoInfo:
+def _info(
+    source: Path, stream: av.video.stream.VideoStream, layout: StreamLayout, rotation: int
+) -> VideoInfo:
     width, height = stream.codec_context.width, stream.codec_context.height
     if rotation % 180:
         width, height = height, width
@@ -347,209 +320,15 @@ def _info(source: Path, stream: av.video.stream.VideoStream, layout: _Layout, ro
 # --------------------------------------------------------------------------------------------- decoding
 
 
-@dataclass
-class _Pick:
-    """One sampled frame: its time (s from stream start), pixels and rotation."""
-
-    time: float
-    pixels: np.ndarray  # (H, W, 3) uint8, display orientation
-    rotation: int  # CCW degrees applied
-
-
-class _Sampler:
-    """Walks sorted targets through one open container, seeking only past the decoder's position."""
-
-    def __init__(
-        self,
-        source: Path,
-        container: av.container.InputContainer,
-        stream: av.video.stream.VideoStream,
-        layout: _Layout,
-        max_side: int | None,
-        threads: Literal["auto", "none"] | None,
-    ) -> None:
-        self.source, self.container, self.stream, self.layout = source, container, stream, layout
-        self.max_side = max_side
-        self.decoded = 0
-        self.bad_packets: set[int | None] = set()  # pts of packets that failed to decode (once each)
-        self.failure: str | None = None  # why reading stopped early (demux error), if it did
-        self._max_end: int | None = None  # latest frame end seen (pts)
-        self._configure_threads(threads)
-        self._step = max(1, round(1 / (layout.fps * layout.time_base))) if layout.fps else 1
-        self._frames: Iterator[av.VideoFrame] = self._decode_forward()
-        self._anchor: int | None = layout.keyframes[0] if layout.keyframes else None  # where decoding began
-        self._position: int | None = None  # pts of the last frame decoded since then
-        self._eof = False
-        self._used = False  # a walk has moved the decoder away from the start
-
-    def _configure_threads(self, threads: Literal["auto", "none"] | None) -> None:
-        if threads == "auto":
-            self.stream.thread_type = "AUTO"
-        elif threads == "none":
-            self.stream.thread_type = "NONE"
-            self.stream.codec_context.thread_count = 1
-
-    # -- decoder position
-
-    @property
-    def skipped(self) -> int:
-        return len(self.bad_packets)
-
-    def _restart(self, keyframe: int | None) -> bool:
-        """Seek to `keyframe` (None: the stream start) and decode forward from there."""
-        try:
-            self.container.seek(keyframe if keyframe is not None else self.layout.start, stream=self.stream)
-        except av.FFmpegError:
-            return False  # unseekable input: keep decoding forward, still correct
-        self._frames = self._decode_forward()
-        self._anchor = keyframe
-        self._position = None
-        self._eof = False
-        return True
-
-    def _decode_forward(self) -> Iterator[av.VideoFrame]:
-        """Frames in presentation order from the current demuxer position; bad packets are counted."""
-        try:
-            for packet in self.container.demux(self.stream):
-                try:
-                    decoded = packet.decode()
-                except av.FFmpegError:
-                    self.bad_packets.add(packet.pts)
-                    continue
-                yield from decoded
-        except av.FFmpegError as exc:
-            self.failure = _reason(exc)
-
-    def _next(self) -> av.VideoFrame | None:
-        frame = next(self._frames, None)
-        if frame is None:
-            self._eof = True
-            return None
-        self.decoded += 1
-        if frame.pts is None:  # raw streams: continue the previous frame's clock
-            here = self._position if self._position is not None else self._anchor
-            frame.pts = self.layout.start if here is None else here + self._step
-        self._position = frame.pts
-        end = frame.pts + (getattr(frame, "duration", 0) or 0)
-        if self._max_end is None or end > self._max_end:
-            self._max_end = end
-        return frame
-
-    def _beyond_position(self, keyframe: int) -> bool:
-        """True when seeking to `keyframe` skips frames the decoder would otherwise decode."""
-        here = self._position if self._position is not None else self._anchor
-        return here is None or keyframe > here
-
-    # -- the walk
-
-    def walk(self, targets: list[float]) -> list[_Pick]:
-        """The frame on screen at each target time (targets ascending); fewer picks if nothing decodes."""
-        if self._used:
-            self._restart(self.layout.keyframes[0] if self.layout.keyframes else None)
-        self._used = True
-        picks: list[_Pick] = []
-        previous: av.VideoFrame | None = None  # last frame with pts <= target
-        pending: av.VideoFrame | None = None  # first frame after the target, kept for the next one
-        last_pick: tuple[av.VideoFrame, _Pick] | None = None
-        for target in targets:
-            ts = self.layout.start + math.floor(target / self.layout.time_base + 1e-6)
-            sought = self._seek_for(ts)
-            if sought:
-                previous = pending = None
-            previous, pending = self._advance(ts, previous, pending)
-            if sought and previous is None and pending is not None:
-                previous, pending = self._back_off(ts)
-            chosen = previous if previous is not None else pending
-            if chosen is None:  # nothing decodes here (data ends early): repeat the last frame, if any
-                if last_pick is not None:
-                    picks.append(last_pick[1])
-                continue
-            if last_pick is None or last_pick[0] is not chosen:
-                last_pick = (chosen, self._convert(chosen))
-            picks.append(last_pick[1])
-        return picks
-
-    def _seek_for(self, ts: int) -> bool:
-        """Seek to the keyframe at or before `ts` when it lies beyond the decoder's position."""
-        keyframes = self.layout.keyframes
-        k = bisect.bisect_right(keyframes, ts) - 1
-        if k < 0 or not self._beyond_position(keyframes[k]):
-            return False
-        return self._restart(keyframes[k])
-
-    def _advance(
-        self, ts: int, previous: av.VideoFrame | None, pending: av.VideoFrame | None
-    ) -> tuple[av.VideoFrame | None, av.VideoFrame | None]:
-        """Decode forward until a frame lies after `ts`; returns (frame on screen at ts, next frame)."""
-        while not (pending is not None and pending.pts > ts):
-            if pending is not None:
-                previous = pending
-            if self._eof:
-                return previous, None
-            pending = self._next()
-        return previous, pending
-
-    def _back_off(self, ts: int) -> tuple[av.VideoFrame | None, av.VideoFrame | None]:
-        """After a seek the first frame was already past `ts` (index holds DTS): start a keyframe earlier."""
-        keyframes = self.layout.keyframes
-        k = bisect.bisect_left(keyframes, self._anchor if self._anchor is not None else 0) - 1
-        previous = pending = None
-        while k >= 0 and self._restart(keyframes[k]):
-            previous, pending = self._advance(ts, None, None)
-            if previous is not None:
-                break
-            k -= 1
-        return previous, pending
-
-    # -- truncation
-
-    def short_of(self, targets: list[float]) -> bool:
-        """True when the walk hit the end of the data before the last target (a truncated file)."""
-        tolerance = 1.0 / self.layout.fps if self.layout.fps else 0.04
-        return bool(targets) and self._max_end is not None and targets[-1] > self.max_end + tolerance
-
-    def decodable_end(self) -> float:
-        """Decode from the last keyframe known to decode up to the end of the data; its end time (s)."""
-        self._used = True
-        reached = self._max_end if self._max_end is not None else self.layout.start
-        keyframes = self.layout.keyframes
-        k = bisect.bisect_right(keyframes, reached) - 1
-        self._restart(keyframes[k] if k >= 0 else None)
-        while self._next() is not None:
-            pass
-        return self.max_end
-
-    # -- conversion
-
-    def _convert(self, frame: av.VideoFrame) -> _Pick:
-        """RGB pixels in display orientation, shrunk in the same swscale pass when max_side asks."""
-        width, height = frame.width, frame.height
-        if self.max_side is not None and max(width, height) > self.max_side:
-            scale = self.max_side / max(width, height)
-            width, height = max(1, round(width * scale)), max(1, round(height * scale))
-            pixels = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
-        else:
-            pixels = frame.to_ndarray(format="rgb24")  # (H, W, 3)
-        turns = _quarter_turns(frame)
-        if turns:
-            pixels = np.rot90(pixels, k=turns)  # np.rot90 turns counter-clockwise, like frame.rotation
-        return _Pick(self.layout.seconds(frame.pts), pixels, turns * 90)
-
-    @property
-    def max_end(self) -> float:
-        """End (s) of the latest frame decoded so far; -inf before any."""
-        return -math.inf if self._max_end is None else self.layout.seconds(self._max_end)
-
-
 # ------------------------------------------------------------------------------------------- assembling
 
 
 def _assemble(
     source: Path,
     stream: av.video.stream.VideoStream,
-    layout: _Layout,
-    sampler: _Sampler,
-    picks: list[_Pick],
+    layout: StreamLayout,
+    sampler: FrameWalker,
+    picks: list[Pick],
     span: float,
 ) -> Clip:
     """Stack the picks and say plainly what was unusual (truncation, skipped packets, repeats)."""
@@ -568,7 +347,7 @@ def _assemble(
     )  # fmt: skip
 
 
-def _warnings(layout: _Layout, sampler: _Sampler, times: list[float], span: float) -> list[str]:
+def _warnings(layout: StreamLayout, sampler: FrameWalker, times: list[float], span: float) -> list[str]:
     notes: list[str] = []
     # Audio tracks often outlast the video by a few frames; only a real shortfall is called truncation.
     tolerance = max(0.5, 2.0 / layout.fps if layout.fps else 0.0)
@@ -586,12 +365,12 @@ def _warnings(layout: _Layout, sampler: _Sampler, times: list[float], span: floa
     return notes
 
 
-def _resize_like(pick: _Pick, shape: tuple[int, ...]) -> _Pick:
+def _resize_like(pick: Pick, shape: tuple[int, ...]) -> Pick:
     """Nearest-neighbour resize (numpy only) for the rare stream whose resolution changes midway."""
     height, width = shape[:2]
     rows = np.arange(height) * pick.pixels.shape[0] // height
     cols = np.arange(width) * pick.pixels.shape[1] // width
-    return _Pick(pick.time, pick.pixels[rows][:, cols], pick.rotation)
+    return Pick(pick.time, pick.pixels[rows][:, cols], pick.rotation)
 
 
 # ----------------------------------------------------------------------------------------------- checks
