@@ -26,6 +26,8 @@ _HF_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "HF_HOME": str(_HF_HOME),
+    # vidqa's default feature cache lives under XDG_CACHE_HOME: keep tests out of the user's cache too.
+    "XDG_CACHE_HOME": str(_HF_HOME / "xdg-cache"),
 }
 os.environ.update(_HF_ENV)
 
