@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from typer.testing import CliRunner
@@ -197,16 +198,9 @@ def test_feature_cache_hit_skips_decode_and_vision(
     cache = FeatureCache(tmp_path / "cache", max_bytes=10**8)
     engine = Engine.load(str(tiny_checkpoints["qwen3_vl"]), device="cpu", cache=cache)
     cold = engine.ask(sample_clip, "what happens ?", method="vidcom2", keep=0.5, frames=4, max_new_tokens=4)
-    calls = {"encode": 0}
-    original = engine.adapter.encode
-
-    def counting(batch_):
-        calls["encode"] += 1
-        return original(batch_)
-
-    engine.adapter.encode = counting
+    encode = patch.object(engine.adapter, "encode", wraps=engine.adapter.encode).start()
     warm = engine.ask(sample_clip, "what happens ?", method="vidcom2", keep=0.5, frames=4, max_new_tokens=4)
-    assert calls["encode"] == 0 and warm.cached and not cold.cached
+    assert encode.call_count == 0 and warm.cached and not cold.cached
     assert warm.answer == cold.answer and warm.visual_kept == cold.visual_kept
     assert warm.frame_times == cold.frame_times
 
@@ -223,8 +217,9 @@ def test_feature_cache_hit_skips_decode_and_vision(
     rebuilt = engine.ask(
         sample_clip, "what happens ?", method="vidcom2", keep=0.5, frames=4, max_new_tokens=4
     )
-    assert not rebuilt.cached and calls["encode"] == 1 and rebuilt.answer == cold.answer
+    assert not rebuilt.cached and encode.call_count == 1 and rebuilt.answer == cold.answer
     assert engine.ask(sample_clip, "q", frames=4, max_new_tokens=1).cached
+    patch.stopall()
 
 
 def test_cache_commands(tmp_path: Path, tiny_checkpoints: dict[str, Path], sample_clip: Path) -> None:

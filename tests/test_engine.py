@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -76,15 +77,7 @@ def test_record_schema_and_timings(engines: dict, sample_clip: Path, family: str
 
 def test_several_questions_encode_the_video_once(engines: dict, sample_clip: Path) -> None:
     engine = engines["qwen2_vl"]
-    calls = {"encode": 0}
-    original = engine.adapter.encode
-
-    def counting(batch):
-        calls["encode"] += 1
-        return original(batch)
-
-    engine.adapter.encode = counting
-    try:
+    with patch.object(engine.adapter, "encode", wraps=engine.adapter.encode) as encode:
         results = list(
             engine.ask_many(
                 sample_clip,
@@ -94,9 +87,7 @@ def test_several_questions_encode_the_video_once(engines: dict, sample_clip: Pat
                 max_new_tokens=3,
             )
         )
-    finally:
-        del engine.adapter.encode
-    assert calls["encode"] == 1
+    assert encode.call_count == 1
     assert [r.question for r in results] == ["who ?", "where ?"]
     assert results[1].timings.decode == 0 and results[1].timings.vision == 0 and results[1].cached
 

@@ -24,10 +24,10 @@ from vidqa.cli.common import (
     app,
     fail,
     load_engine,
-    parse_settings,
 )
 from vidqa.errors import UsageError
 from vidqa.models import ALIASES, DEFAULT_MODEL
+from vidqa.settings import SamplingSettings
 
 
 @app.command()
@@ -61,7 +61,7 @@ def inspect(
             raise UsageError(f"--keep must be in (0, 1] (got {keep})")
         if save is not None and save.suffix.lower() != ".png":
             raise UsageError(f"--save writes a PNG: give a file ending in .png (got {save})")
-        parse_settings(preset="none", method=None, keep=None, frames=frames, fps=fps, max_frames=max_frames)
+        SamplingSettings(frames=frames, fps=fps, max_frames=max_frames)  # validates before the model loads
         engine = load_engine(
             console,
             model=model,
@@ -132,9 +132,7 @@ def bench(
         except ValueError:
             raise UsageError(f"--keep expects comma-separated numbers (got {keeps!r})") from None
         configs, skipped = configurations(method_list, keep_list)
-        _, sampling = parse_settings(
-            preset="none", method=None, keep=None, frames=frames, fps=fps, max_frames=max_frames
-        )
+        sampling = SamplingSettings(frames=frames, fps=fps, max_frames=max_frames)
         engine = load_engine(
             console,
             model=model,
