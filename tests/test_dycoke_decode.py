@@ -33,10 +33,10 @@ from transformers import (
 
 from tests.tiny_models import tiny_frames
 from vidqa.compress.dycoke_decode import DecodePruning, DecodePruningError, language_attention
+from vidqa.compress.registry import build_compression
 from vidqa.errors import UsageError
 from vidqa.generation import generate_streaming
 from vidqa.models import adapter_class
-from vidqa.settings import CompressionSettings
 
 HIDDEN = 32
 PROMPT = 40
@@ -503,9 +503,10 @@ def test_end_to_end_through_the_adapter(tiny_checkpoints: dict[str, Path], famil
     positions = inputs.visual_positions
     assert len(positions) == int(keep.sum())
 
-    settings = CompressionSettings.build(method="dycoke", keep=None, params={"layer": 1, "decode_prune": 0.0})
+    settings = build_compression("dycoke", params={"layer": 1, "decode_prune": 0.0})
     assert settings.decode_stage(model, positions) is None
-    settings = CompressionSettings.build(method="dycoke", keep=None, params={"layer": 1})
+    assert build_compression("dycoke", keep=1.0, params={"layer": 1}).decode_stage(model, positions) is None
+    settings = build_compression("dycoke", params={"layer": 1})
     default_stage = settings.decode_stage(model, positions)
     assert isinstance(default_stage, DecodePruning)
     assert (default_stage.layer, default_stage.prune, default_stage.gate) == (1, 0.7, 0.9)

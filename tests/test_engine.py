@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tests.tiny_models import FAMILIES
-from vidqa.settings import CompressionSettings, SamplingSettings
+from vidqa.compress.registry import build_compression
+from vidqa.settings import SamplingSettings
 
 RECORD_KEYS = {
     "video",
@@ -43,7 +44,7 @@ def test_keep_everything_is_identical_to_plain_generate(
             sample_clip,
             ["what happens ?"],
             sampling=SamplingSettings(frames=4),
-            compression=CompressionSettings.build(method="none", keep=None, params={}),
+            compression=build_compression("none"),
             max_new_tokens=6,
             encoded=encoded,
         )
@@ -83,7 +84,7 @@ def test_several_questions_encode_the_video_once(engines: dict, sample_clip: Pat
                 sample_clip,
                 ["who ?", "where ?"],
                 sampling=SamplingSettings(frames=4),
-                compression=CompressionSettings(),
+                compression=build_compression("none"),
                 max_new_tokens=3,
             )
         )

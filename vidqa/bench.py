@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vidqa.compress.registry import build_compression, method_names
 from vidqa.errors import UsageError
-from vidqa.settings import CompressionSettings, SamplingSettings
+from vidqa.settings import SamplingSettings
 
 METRICS = ("decode", "vision", "compress", "prefill", "generate", "total")
 
@@ -42,10 +43,13 @@ def configurations(methods: list[str], keeps: list[float]) -> tuple[list[BenchCo
         for keep in keeps:
             if keep >= 1.0:
                 continue  # keep 1 is `none`
-            if method == "dycoke" and keep < 0.25:
-                skipped.append(f"dycoke at keep {keep:g} (DyCoke keeps at least 0.25)")
+            try:
+                build_compression(method, keep=keep)
+            except UsageError as exc:
+                if method not in method_names():
+                    raise
+                skipped.append(f"{method} at keep {keep:g} ({exc})")
                 continue
-            CompressionSettings.build(method=method, keep=keep, params={})  # validates
             configs.append(BenchConfig(method, keep))
     if not configs:
         raise UsageError("no configuration to run: check --methods and --keep")
@@ -120,11 +124,7 @@ def run_bench(
             if on_progress:
                 name = "warm-up" if round_index == 0 else f"round {round_index}/{repeat}"
                 on_progress(f"{name}: {entry.config.label}")
-            compression = CompressionSettings.build(
-                method=entry.config.method,
-                keep=entry.config.keep if entry.config.method != "none" else None,
-                params={},
-            )
+            compression = build_compression(entry.config.method, keep=entry.config.keep)
             encoded = engine.encode(video, question, sampling)
             result = engine.answer(
                 video, question, encoded, compression, max_new_tokens=max_new_tokens, min_new_tokens=min_new

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vidqa.compress import run_method
 from vidqa.compress.base import Selection
+from vidqa.compress.registry import Compression, build_compression
 from vidqa.errors import UsageError, VidqaError
 from vidqa.features import Prepared, entry_meta, entry_tensors, from_entry
 from vidqa.generation import GenerationStats, generate_streaming
 from vidqa.models import DEFAULT_MODEL, resolve_model_id
 from vidqa.models.loading import load_adapter, resolve_attn, resolve_device, resolve_dtype
 from vidqa.record import Result, Timings
-from vidqa.settings import CompressionSettings, SamplingSettings
+from vidqa.settings import SamplingSettings
 from vidqa.video import Clip, check_path, load_video
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class EncodedVideo:
     cached: bool = False
     timings: Timings = field(default_factory=Timings)
     used: bool = False  # decode/vision time is reported with the first answer only
-    selections: dict[tuple, Selection] = field(default_factory=dict)  # per compression setting
+    selections: dict[Compression, Selection] = field(default_factory=dict)  # per compression setting
 
 
 @dataclass
@@ -223,12 +223,9 @@ class Engine:
         """Decode frames and run the vision tower: the question-independent half of the pipeline."""
         return self.encode_prepared(self.prepare(video, sampling), question)
 
-    def select(self, visual: VisualTokens, compression: CompressionSettings) -> Selection:
+    def select(self, visual: VisualTokens, compression: Compression) -> Selection:
         """Which visual tokens reach the LLM; keep 1 (or method none) keeps everything."""
-        t, m, _ = visual.shape
-        if compression.is_identity:
-            return Selection.keep_all(t, m, device=visual.features.device)
-        return run_method(compression, visual.features)
+        return compression.select(visual.features)
 
     # -- the public entry points ---------------------------------------------------------------------
     def ask(
@@ -248,7 +245,7 @@ class Engine:
     ) -> Result:
         """Answer one question about one video. Raises VidqaError subclasses on bad input."""
         sampling = SamplingSettings(frames=frames, fps=fps, max_frames=max_frames)
-        compression = CompressionSettings.build(method=method, keep=keep, params=params or {})
+        compression = build_compression(method, keep=keep, params=params)
         return next(
             iter(
                 self.ask_many(
@@ -269,7 +266,7 @@ class Engine:
         questions: list[str],
         *,
         sampling: SamplingSettings,
-        compression: CompressionSettings,
+        compression: Compression,
         max_new_tokens: int = 128,
         min_new_tokens: int = 0,
         on_text: TextCallback | None = None,
@@ -298,7 +295,7 @@ class Engine:
         video: str | Path,
         question: str,
         encoded: EncodedVideo,
-        compression: CompressionSettings,
+        compression: Compression,
         *,
         max_new_tokens: int = 128,
         min_new_tokens: int = 0,
@@ -331,14 +328,13 @@ class Engine:
             video, question, answer, encoded, selection, compression, timings, stats, reused=not first_use
         )
 
-    def _selection(self, encoded: EncodedVideo, compression: CompressionSettings) -> tuple[Selection, float]:
+    def _selection(self, encoded: EncodedVideo, compression: Compression) -> tuple[Selection, float]:
         """The (question-independent) selection for this setting, computed once per video."""
-        key = (compression.method, compression.keep, tuple(sorted(compression.params.items())))
-        if key in encoded.selections:
-            return encoded.selections[key], 0.0
+        if compression in encoded.selections:
+            return encoded.selections[compression], 0.0
         start = self.clock.now()
         selection = self.select(encoded.visual, compression)
-        encoded.selections[key] = selection
+        encoded.selections[compression] = selection
         return selection, self.clock.now() - start
 
     def _generate(
@@ -346,7 +342,7 @@ class Engine:
         batch: BatchFeature,
         visual: VisualTokens,
         selection: Selection,
-        compression: CompressionSettings,
+        compression: Compression,
         *,
         max_new_tokens: int,
         min_new_tokens: int,
@@ -375,7 +371,7 @@ class Engine:
         answer: str,
         encoded: EncodedVideo,
         selection: Selection,
-        compression: CompressionSettings,
+        compression: Compression,
         timings: Timings,
         stats: GenerationStats,
         *,
@@ -388,7 +384,7 @@ class Engine:
             answer=answer,
             model=self.model_name,
             method=compression.method,
-            keep=compression.effective_keep,
+            keep=compression.keep,
             frame_times=list(encoded.clip.times),
             visual_total=t * m,
             visual_kept=selection.kept,

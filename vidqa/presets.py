@@ -1,14 +1,15 @@
 """Presets: named compression settings in YAML (presets/*.yaml, shipped inside the wheel).
 
-A preset file holds `method`, optionally `keep`, and the method's parameters, e.g.
+A preset file holds `method`, optionally `keep` and `description`, and the method's parameters, e.g.
 
     method: dycoke
-    keep: null        # null: the method's own default (DyCoke: from `prune`)
     prune: 0.7
     layer: 3
 
-Precedence: command-line flag > preset value > built-in default. Files are read with `yaml.safe_load` only,
-and every key and value is validated here, once, with messages that say what to fix.
+Precedence: command-line flag > preset value > the method's default. A `--method` other than the preset's
+starts from that method's defaults (the preset's values belong to its own method). Files are read with
+`yaml.safe_load` only; keys and values are validated once, by the method's parameter class, with messages
+that say which file and what to fix.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 
 import yaml
 
+from vidqa.compress.registry import Compression, get_method, layered_compression, method_names
 from vidqa.errors import PresetError, UsageError
-from vidqa.settings import METHOD_PARAMS, METHODS, CompressionSettings
 
 DEFAULT_PRESET = "vidcom2"
 
@@ -35,12 +36,16 @@ class Preset:
     description: str = ""
     source: str = ""
 
-    def settings(self, *, method: str | None = None, keep: float | None = None) -> CompressionSettings:
-        """Apply flag overrides: a flag beats the preset's value; a different --method drops its params."""
+    def settings(
+        self, *, method: str | None = None, keep: float | None = None, params: dict[str, Any] | None = None
+    ) -> Compression:
+        """This preset under command-line flags: a flag beats the preset's value, which beats the default."""
         chosen = method or self.method
-        params = self.params if chosen == self.method else {}
-        final_keep = keep if keep is not None else (self.keep if chosen == self.method else None)
-        return CompressionSettings.build(method=chosen, keep=final_keep, params=params)
+        layers: list[tuple[float | None, dict[str, Any], str]] = []
+        if chosen == self.method:
+            layers.append((self.keep, self.params, f"preset {self.source} keep"))
+        layers.append((keep, params or {}, "--keep"))
+        return layered_compression(chosen, layers)
 
 
 def builtin_presets() -> dict[str, Path]:
@@ -65,24 +70,16 @@ def _parse(name: str, source: str, text: str) -> Preset:
     data = dict(data)
     description = data.pop("description", "")
     method = data.pop("method", None)
-    if method not in METHODS:
-        raise PresetError(f"preset {source}: 'method' must be one of {', '.join(METHODS)} (got {method!r})")
-    keep = data.pop("keep", None)
-    if keep is not None and (
-        isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1
-    ):
-        raise PresetError(f"preset {source}: 'keep' must be a number in (0, 1] (got {keep!r})")
-    unknown = sorted(set(data) - set(METHOD_PARAMS[method]))
-    if unknown:
-        allowed = ", ".join(["method", "keep", "description", *METHOD_PARAMS[method]])
+    if method not in method_names():
         raise PresetError(
-            f"preset {source}: unknown key '{unknown[0]}' for method {method} (allowed: {allowed})"
+            f"preset {source}: 'method' must be one of {', '.join(method_names())} (got {method!r})"
         )
+    keep = data.pop("keep", None)
     preset = Preset(
         name=name, method=method, keep=keep, params=data, description=str(description), source=source
     )
     try:
-        preset.settings()  # validate types and ranges now, not at first use
+        preset.settings()  # validate types, ranges and unknown keys now, not at first use
     except UsageError as exc:
         raise PresetError(f"preset {source}: {exc}") from None
     return preset
@@ -98,10 +95,19 @@ def load_preset(name_or_file: str) -> Preset:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise PresetError(f"preset file {name_or_file}: no such file")
-        return _parse(path.stem, str(path), path.read_text(encoding="utf-8"))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PresetError(f"preset file {name_or_file}: cannot read ({exc})") from None
+        return _parse(path.stem, str(path), text)
     names = ", ".join(sorted(builtin))
     raise PresetError(f"unknown preset '{name_or_file}' (built-in: {names}; or give a .yaml file)")
 
 
 def all_presets() -> list[Preset]:
     return [load_preset(name) for name in sorted(builtin_presets())]
+
+
+def method_defaults(name: str) -> dict[str, Any]:
+    """A method's default parameters (what a preset that names only the method runs)."""
+    return get_method(name).Params().model_dump()

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from vidqa.batch import Item, group_by_video
+from vidqa.compress.registry import Compression
 from vidqa.engine import Engine, describe_error
 from vidqa.features import Prepared
 from vidqa.record import Result
-from vidqa.settings import CompressionSettings, SamplingSettings
+from vidqa.settings import SamplingSettings
 
 TextCallbackFactory = Callable[[Item], Callable[[str], None] | None]
 
@@ -25,7 +26,7 @@ def run(
     items: list[Item],
     *,
     sampling: SamplingSettings,
-    compression: CompressionSettings,
+    compression: Compression,
     max_new_tokens: int = 128,
     min_new_tokens: int = 0,
     on_text: TextCallbackFactory | None = None,
@@ -63,7 +64,7 @@ def _answer_video(
     started: float,
     *,
     sampling: SamplingSettings,
-    compression: CompressionSettings,
+    compression: Compression,
     max_new_tokens: int,
     min_new_tokens: int,
     on_text: TextCallbackFactory | None,
@@ -98,5 +99,5 @@ def _answer_video(
                 started=started,
                 model=engine.model_name,
                 method=compression.method,
-                keep=compression.effective_keep,
+                keep=compression.keep,
             )

@@ -36,8 +36,9 @@ from vidqa.models import DEFAULT_MODEL
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from vidqa.compress.registry import Compression
     from vidqa.engine import Engine
-    from vidqa.settings import CompressionSettings, SamplingSettings
+    from vidqa.settings import SamplingSettings
 
 
 @app.command()
@@ -217,7 +218,7 @@ def _run_items(
     mode: str,
     record_file: Any,
     sampling: SamplingSettings,
-    compression: CompressionSettings,
+    compression: Compression,
     max_new_tokens: int,
     stream: bool,
     debug: bool = False,

@@ -18,8 +18,9 @@ from vidqa.models import ALIASES
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from vidqa.compress.registry import Compression
     from vidqa.engine import Engine
-    from vidqa.settings import CompressionSettings, SamplingSettings
+    from vidqa.settings import SamplingSettings
 
 app = typer.Typer(
     name="vidqa",
@@ -134,12 +135,10 @@ def parse_settings(
     frames: int | None,
     fps: float | None,
     max_frames: int | None,
-) -> tuple[CompressionSettings, SamplingSettings]:
+) -> tuple[Compression, SamplingSettings]:
     from vidqa.presets import DEFAULT_PRESET, load_preset
     from vidqa.settings import SamplingSettings
 
-    if method is None and preset is None and keep is not None and keep < 1:
-        method = "vidcom2"  # `--keep R` alone means the default method at R
     chosen = load_preset(preset or DEFAULT_PRESET)
     return chosen.settings(method=method, keep=keep), SamplingSettings(
         frames=frames, fps=fps, max_frames=max_frames

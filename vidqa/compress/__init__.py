@@ -1,35 +1,37 @@
-"""Compression methods: a name → implementation registry every method (none included) goes through.
+"""Compression methods: which visual tokens of a video reach the language model.
 
-Each method turns one video's visual tokens (T, M, D) into a `Selection`; DyCoke also has a decode-time stage
-(see `vidqa.compress.dycoke_decode`). Methods know nothing about files, CLIs or models.
+Every method, `none` included, is one module registered by name (`registry.METHOD_MODULES`) and fulfils the
+small contract in `base.Method`. Methods work on one video's visual tokens `(T, M, D)` and know nothing about
+files, CLIs or prompts; DyCoke's decode stage is the one model-aware piece (a registered attention function).
+Importing this package does not import torch.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from vidqa.compress.base import Method, MethodParams, Selection
+from vidqa.compress.registry import (
+    METHOD_MODULES,
+    Compression,
+    build_compression,
+    get_method,
+    layered_compression,
+    method_names,
+    parse_param_flags,
+    register_method,
+    unregister_method,
+)
 
-from vidqa.settings import METHODS
-
-if TYPE_CHECKING:
-    import torch
-
-    from vidqa.compress.base import Selection
-    from vidqa.settings import CompressionSettings
-
-__all__ = ["METHODS", "run_method"]
-
-
-def run_method(compression: CompressionSettings, features: torch.Tensor) -> Selection:
-    """Run the prefill-stage selection of `compression.method` on one video's tokens (T, M, D)."""
-    if compression.method == "vidcom2":
-        from vidqa.compress import vidcom2
-
-        return vidcom2.select(features, keep=compression.effective_keep)
-    if compression.method == "dycoke":
-        from vidqa.compress import dycoke
-
-        return dycoke.temporal_merge(features, prune=float(compression.params["prune"]))
-    from vidqa.compress.base import Selection
-
-    t, m, _ = features.shape
-    return Selection.keep_all(t, m, device=features.device)
+__all__ = [
+    "METHOD_MODULES",
+    "Compression",
+    "Method",
+    "MethodParams",
+    "Selection",
+    "build_compression",
+    "get_method",
+    "layered_compression",
+    "method_names",
+    "parse_param_flags",
+    "register_method",
+    "unregister_method",
+]

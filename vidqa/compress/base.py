@@ -1,14 +1,33 @@
 """The contract every compression method fulfils: which visual tokens of one video to keep.
 
 A compressor sees one video's visual tokens `(T, M, D)` (T frames or temporal patches, M tokens per frame,
-D channels) and returns a `Selection`. It knows nothing about files, CLIs or models.
+D channels) and returns a `Selection`. It knows nothing about files, CLIs or prompts. A method that also acts
+while the answer is decoded (DyCoke stage 2) hands the engine a decode stage, a context manager around
+`model.generate`; that one piece is model-aware by nature.
+
+A method is one module holding a `Method` subclass with:
+- `name` and a one-line `summary` (for `vidqa methods`);
+- `Params`, a frozen, strict parameter model: defaults, ranges and descriptions in one declaration;
+- `params_for_keep(keep)`: the parameters `--keep R` (the share of visual tokens that reach the LLM at
+  prefill) stands for; `keep_of(params)`: the share a setting keeps; `is_identity(params)`: no compression;
+- `select(features, params)` → `Selection`;
+- optionally `decode_stage(model, visual_positions, params)` and `frame_scores(selection)` for `inspect`.
+Registering it is one line in `vidqa.compress.registry.METHOD_MODULES` (or `register_method` at run time).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
+from pydantic import BaseModel, ConfigDict
+
+from vidqa.errors import UsageError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so the registry stays light for the CLI
+    import torch
+
+    from vidqa.generation import DecodeStage
 
 
 @dataclass(frozen=True)
@@ -17,13 +36,12 @@ class Selection:
 
     indices: T ascending LongTensors of local token indices kept in each frame (on the features' device).
     budgets: (T,) long, `budgets[t] == len(indices[t])`.
-    uniqueness, weights: (T,) float32 per-frame scores where the method defines them (VidCom²), else None.
+    scores: per-frame (T,) float32 scores the method defines (VidCom²: uniqueness and weight), for inspect.
     """
 
     indices: list[torch.Tensor]
     budgets: torch.Tensor
-    uniqueness: torch.Tensor | None = None
-    weights: torch.Tensor | None = None
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
@@ -34,8 +52,20 @@ class Selection:
         """Total number of kept visual tokens."""
         return int(self.budgets.sum())
 
+    @property
+    def uniqueness(self) -> torch.Tensor | None:
+        """VidCom²'s per-frame uniqueness u[t] (None for other methods)."""
+        return self.scores.get("uniqueness")
+
+    @property
+    def weights(self) -> torch.Tensor | None:
+        """VidCom²'s per-frame softmax weights sigma[t] (None for other methods)."""
+        return self.scores.get("weight")
+
     def mask(self, tokens_per_frame: int) -> torch.Tensor:
         """(T, M) bool mask, True where a token is kept."""
+        import torch
+
         device = self.budgets.device
         mask = torch.zeros(self.num_frames, tokens_per_frame, dtype=torch.bool, device=device)
         for t, idx in enumerate(self.indices):
@@ -43,14 +73,66 @@ class Selection:
         return mask
 
     @classmethod
-    def from_mask(cls, mask: torch.Tensor, **scores: torch.Tensor | None) -> Selection:
+    def from_mask(cls, mask: torch.Tensor, scores: dict[str, torch.Tensor] | None = None) -> Selection:
         """Build from a (T, M) bool mask; indices come out ascending by construction."""
         indices = [row.nonzero(as_tuple=True)[0] for row in mask]
-        return cls(indices=indices, budgets=mask.sum(dim=1).long(), **scores)
+        return cls(indices=indices, budgets=mask.sum(dim=1).long(), scores=scores or {})
 
     @classmethod
     def keep_all(
         cls, num_frames: int, tokens_per_frame: int, device: torch.device | str = "cpu"
     ) -> Selection:
+        import torch
+
         mask = torch.ones(num_frames, tokens_per_frame, dtype=torch.bool, device=device)
         return cls.from_mask(mask)
+
+
+class MethodParams(BaseModel):
+    """A method's parameters: frozen (hashable, usable as a cache key), strict types, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Method:
+    """One compression method. Subclasses set the class attributes and implement `select`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Params: ClassVar[type[MethodParams]]
+
+    def params_for_keep(self, keep: float) -> dict[str, Any]:
+        """The parameters `--keep` stands for; raise UsageError for a share the method cannot keep."""
+        raise NotImplementedError
+
+    def keep_of(self, params: MethodParams) -> float:
+        """The (nominal) share of visual tokens this setting keeps at prefill."""
+        raise NotImplementedError
+
+    def is_identity(self, params: MethodParams) -> bool:
+        """True when this setting changes nothing: the model then runs exactly its plain `generate`."""
+        raise NotImplementedError
+
+    def select(self, features: torch.Tensor, params: MethodParams) -> Selection:
+        """Which of one video's tokens (T, M, D) to keep."""
+        raise NotImplementedError
+
+    def decode_stage(
+        self, model: Any, visual_positions: torch.Tensor, params: MethodParams
+    ) -> DecodeStage | None:
+        """A context manager active around `model.generate` (a decode-time stage), or None."""
+        return None
+
+    def frame_scores(self, selection: Selection) -> dict[str, list[float]]:
+        """Per-frame scores `inspect` shows as bars (first one charted); empty when the method has none."""
+        return {name: [float(v) for v in values] for name, values in selection.scores.items()}
+
+    def validate_model(self, model: Any, params: MethodParams) -> None:
+        """Refuse, before any video is read, a setting that cannot work with this model."""
+
+
+def check_keep(keep: object) -> float:
+    """`--keep` is a number in (0, 1]; the one check every method and every entry point shares."""
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < float(keep) <= 1.0:
+        raise UsageError(f"--keep must be a number in (0, 1] (got {keep!r})")
+    return float(keep)

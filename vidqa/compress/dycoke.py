@@ -22,11 +22,16 @@ from __future__ import annotations
 
 import math
 from numbers import Real
+from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import Field
 
-from vidqa.compress.base import Selection
+from vidqa.compress.base import Method, MethodParams, Selection
 from vidqa.errors import UsageError
+
+if TYPE_CHECKING:
+    from vidqa.generation import DecodeStage
 
 WINDOW = 4  # frames per window: one anchor and three pruned frames
 MIN_KEEP = 0.25  # the anchors alone: the smallest share of tokens DyCoke can keep
@@ -123,3 +128,64 @@ def _check_prune(prune: float) -> None:
     is_number = isinstance(prune, Real) and not isinstance(prune, bool)
     if not (is_number and math.isfinite(prune) and 0.0 <= prune <= 1.0):
         raise UsageError(f"DyCoke prune (K) must be a fraction in [0, 1], got {prune!r}")
+
+
+# -- the registered method: stage 1 here, stage 2 in dycoke_decode ------------------------------------------
+class DyCokeParams(MethodParams):
+    prune: float = Field(
+        0.7, ge=0.0, le=1.0, description="K: share of each non-anchor frame's tokens dropped before the LLM"
+    )
+    layer: int = Field(3, ge=1, description="L: first LLM layer that sees the pruned KV cache while decoding")
+    decode_prune: float = Field(
+        0.7, ge=0.0, lt=1.0, description="P: share of visual KV entries skipped at a pruned step (0 = off)"
+    )
+    gate: float = Field(
+        0.9, ge=-1.0, le=1.0, description="τ: a decode step prunes when its attention moved (cosine < τ)"
+    )
+
+
+class DyCoke(Method):
+    name = "dycoke"
+    summary = "DyCoke (CVPR 2025): temporal token merging in windows of 4 frames, KV pruning while decoding"
+    Params = DyCokeParams
+
+    def params_for_keep(self, keep: float) -> dict[str, Any]:
+        """--keep sets stage 1's K; --keep 1 is no compression at all, so it turns stage 2 off as well."""
+        if keep == 1.0:
+            return {"prune": 0.0, "decode_prune": 0.0}
+        return {"prune": prune_for_keep(keep)}
+
+    def keep_of(self, params: MethodParams) -> float:
+        assert isinstance(params, DyCokeParams)
+        return (1 + (WINDOW - 1) * (1 - params.prune)) / WINDOW
+
+    def is_identity(self, params: MethodParams) -> bool:
+        assert isinstance(params, DyCokeParams)
+        return params.prune == 0.0 and params.decode_prune == 0.0
+
+    def select(self, features: torch.Tensor, params: MethodParams) -> Selection:
+        assert isinstance(params, DyCokeParams)
+        return temporal_merge(features, prune=params.prune)
+
+    def decode_stage(
+        self, model: Any, visual_positions: torch.Tensor, params: MethodParams
+    ) -> DecodeStage | None:
+        assert isinstance(params, DyCokeParams)
+        if params.decode_prune == 0.0:
+            return None
+        from vidqa.compress.dycoke_decode import DecodePruning
+
+        return DecodePruning(
+            model, visual_positions=visual_positions, layer=params.layer, prune=params.decode_prune,
+            gate=params.gate,
+        )  # fmt: skip
+
+    def validate_model(self, model: Any, params: MethodParams) -> None:
+        assert isinstance(params, DyCokeParams)
+        if params.decode_prune > 0.0:
+            from vidqa.compress.dycoke_decode import check_layer
+
+            check_layer(model, params.layer)
+
+
+METHOD = DyCoke()

@@ -411,12 +411,17 @@ def _check_positions(visual_positions: torch.Tensor) -> torch.Tensor:
     return positions
 
 
-def _check_params(model: PreTrainedModel, layer: int, prune: float, gate: float) -> None:
+def check_layer(model: PreTrainedModel, layer: int) -> None:
+    """L must leave at least one scoring layer below it and one pruned layer from it on."""
     layers = int(model.config.get_text_config().num_hidden_layers)
     if not 1 <= layer < layers:
         raise UsageError(
             f"DyCoke 'layer' must be in [1, {layers - 1}] for this {layers}-layer LLM (got {layer})"
         )
+
+
+def _check_params(model: PreTrainedModel, layer: int, prune: float, gate: float) -> None:
+    check_layer(model, layer)
     if not 0.0 <= prune < 1.0:
         raise UsageError(f"DyCoke 'decode_prune' must be in [0, 1) (got {prune})")
     if not math.isfinite(gate):

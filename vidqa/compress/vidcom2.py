@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
+from pydantic import Field
 
-from vidqa.compress.base import Selection
+from vidqa.compress.base import Method, MethodParams, Selection
 from vidqa.errors import UsageError, VidqaError
 
 TAU = 0.01
@@ -52,8 +54,7 @@ def select(features: torch.Tensor, keep: float = 0.25) -> Selection:
     return Selection(
         indices=_indices_from_mask(mask, budgets),
         budgets=budgets,
-        uniqueness=uniqueness.float(),
-        weights=weights.float(),
+        scores={"uniqueness": uniqueness.float(), "weight": weights.float()},
     )
 
 
@@ -205,3 +206,40 @@ def _check_finite(uniqueness: torch.Tensor) -> None:
     """NaN/inf features (e.g. an fp16 overflow in the vision tower) would silently pick arbitrary tokens."""
     if not bool(torch.isfinite(uniqueness).all()):
         raise VidqaError("visual features contain NaN or infinity; cannot score tokens for VidCom²")
+
+
+# -- the registered method -------------------------------------------------------------------------------
+class VidCom2Params(MethodParams):
+    keep: float = Field(
+        0.25,
+        gt=0.0,
+        le=1.0,
+        description="R: the average share of each frame's tokens kept (1 = none dropped)",
+    )
+
+
+class VidCom2(Method):
+    name = "vidcom2"
+    summary = (
+        "VidCom² (EMNLP 2025): per-frame budgets from frame uniqueness, then the most distinctive tokens"
+    )
+    Params = VidCom2Params
+
+    def params_for_keep(self, keep: float) -> dict[str, Any]:
+        return {"keep": keep}
+
+    def keep_of(self, params: MethodParams) -> float:
+        assert isinstance(params, VidCom2Params)
+        return params.keep
+
+    def is_identity(self, params: MethodParams) -> bool:
+        # R = 1 would still drop ~3 % (ratios are capped at 1): vidqa's keep 1 means no compression at all.
+        assert isinstance(params, VidCom2Params)
+        return params.keep == 1.0
+
+    def select(self, features: torch.Tensor, params: MethodParams) -> Selection:
+        assert isinstance(params, VidCom2Params)
+        return select(features, keep=params.keep)
+
+
+METHOD = VidCom2()
