@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -24,10 +23,9 @@ from vidqa.cache import (
     FeatureCache,
     cache_key,
     default_cache_dir,
-    file_digest,
     parse_size,
 )
-from vidqa.errors import CacheError, UsageError, VideoError
+from vidqa.errors import CacheError, UsageError
 
 
 def _entry_dir(cache: FeatureCache, key: str) -> Path:
@@ -137,36 +135,6 @@ def test_cache_key_is_order_independent_and_value_sensitive() -> None:
     assert cache_key(size=(2, 3)) == cache_key(size=[2, 3])
     with pytest.raises(TypeError, match="JSON"):
         cache_key(x=object())  # type: ignore[arg-type]
-
-
-def test_file_digest_follows_content(tmp_path: Path) -> None:
-    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
-    payload = os.urandom(3 * 1024 * 1024 + 17)  # spans several 1 MiB chunks
-    a.write_bytes(payload)
-    b.write_bytes(payload)
-    assert file_digest(a) == file_digest(b)  # content, not name
-    assert file_digest(a) == hashlib.blake2b(payload, digest_size=32).hexdigest()
-    b.write_bytes(payload + b"!")
-    assert file_digest(b) != file_digest(a)
-
-
-def test_file_digest_is_memoised_per_stat(tmp_path: Path) -> None:
-    path = tmp_path / "v.bin"
-    path.write_bytes(b"one")
-    first = file_digest(path)
-    st = path.stat()
-    # Same size, same inode, mtime restored: the memo answers without rereading the file.
-    path.write_bytes(b"two")
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert file_digest(str(path)) == first
-    # A new mtime is a new memo key: the file is hashed again.
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    assert file_digest(path) == hashlib.blake2b(b"two", digest_size=32).hexdigest()
-
-
-def test_file_digest_missing_file_is_video_error(tmp_path: Path) -> None:
-    with pytest.raises(VideoError, match=r"missing\.mp4"):
-        file_digest(tmp_path / "missing.mp4")
 
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

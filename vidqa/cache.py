@@ -1,8 +1,9 @@
 """On-disk cache of question-independent visual features, so a second run on a clip skips decode + vision.
 
 This module owns the cache's files and nothing else: it stores named tensors plus a JSON-able metadata dict
-under a caller-chosen key (build keys with `cache_key(video=file_digest(path), model=..., frames=...)`).
-It knows nothing about models or videos; the engine decides what goes in the key and the entry.
+under a caller-chosen key (build keys with `cache_key(video=..., model=..., frames=...)`; what identifies a
+video file or a model is `vidqa.identity`'s business). It knows nothing about models or videos; the engine
+decides what goes in the key and the entry.
 
 Layout (one directory per entry, so an entry is published or removed with a single atomic rename):
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -36,7 +36,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vidqa.errors import CacheError, UsageError, VideoError
+from vidqa.errors import CacheError, UsageError
 
 if TYPE_CHECKING:  # torch is imported where tensors are handled, so `parse_size` & co. stay light for the CLI
     import torch
@@ -47,7 +47,6 @@ META_FILE = "meta.json"
 _TMP_PREFIX = ".tmp-"
 _DEL_PREFIX = ".del-"
 _STALE_SECONDS = 3600  # a temp/trash dir untouched this long belongs to a dead process
-_CHUNK = 1024 * 1024
 _DIGEST_BYTES = 32  # blake2b digest size: 64 hex chars
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]{2,128}")
 
@@ -58,30 +57,6 @@ def default_cache_dir() -> Path:
     # The XDG spec says to ignore a relative value.
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
     return base / "vidqa" / "features"
-
-
-def file_digest(path: str | Path) -> str:
-    """Content hash of a file (blake2b hex), memoised per (path, size, mtime, inode) in this process.
-
-    A batch asking many questions about one video hashes it once; an edited file gets a new stat, hence a
-    new hash. Raises VideoError when the file cannot be read.
-    """
-    try:
-        resolved = Path(path).resolve()
-        st = resolved.stat()
-        return _hash_file(str(resolved), st.st_size, st.st_mtime_ns, st.st_ino)
-    except OSError as exc:
-        raise VideoError(path, f"cannot read file to hash it ({exc.strerror or exc})") from exc
-
-
-@functools.lru_cache(maxsize=4096)
-def _hash_file(resolved: str, size: int, mtime_ns: int, inode: int) -> str:
-    """Stream the file in 1 MiB chunks; the stat fields are only the memo key."""
-    h = hashlib.blake2b(digest_size=_DIGEST_BYTES)
-    with open(resolved, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cache_key(**parts: str | int | float | bool | list | tuple | None) -> str:

@@ -112,13 +112,13 @@ class Engine:
         adapter: VideoAdapter,
         *,
         model_name: str,
-        revision: str | None = None,
         cache: FeatureCache | None = None,
+        full_hash: bool = False,
     ) -> None:
         self.adapter = adapter
         self.model_name = model_name
-        self.revision = revision or getattr(adapter.model.config, "_commit_hash", None)
         self.cache = cache
+        self.full_hash = full_hash  # identify videos by their whole content (see vidqa.identity)
         self.device = adapter.device
         self.clock = PhaseClock(self.device)
 
@@ -134,6 +134,7 @@ class Engine:
         trust_remote_code: bool = False,
         device_map: str | None = None,
         cache: FeatureCache | None = None,
+        full_hash: bool = False,
     ) -> Engine:
         """Load `model` (alias, hub id or local folder); see `vidqa.models.ALIASES` for the aliases."""
         torch_device = resolve_device(device)
@@ -148,7 +149,7 @@ class Engine:
             trust_remote_code=trust_remote_code,
             device_map=device_map,
         )
-        return cls(adapter, model_name=resolve_model_id(model), revision=revision, cache=cache)
+        return cls(adapter, model_name=resolve_model_id(model), cache=cache, full_hash=full_hash)
 
     # -- phases --------------------------------------------------------------------------------------
     def sampling_for(self, sampling: SamplingSettings) -> SamplingSettings:
@@ -169,18 +170,21 @@ class Engine:
         )
 
     def cache_key(self, video: str | Path, sampling: SamplingSettings) -> str:
-        """Key of a video's features: file content + sampling + model, revision, dtype and decode size."""
-        from vidqa.cache import cache_key, file_digest
+        """Key of a video's features: file and model identities, sampling, dtype, decode size, versions."""
+        import transformers
+
+        from vidqa.cache import cache_key
         from vidqa.features import ENTRY_VERSION
+        from vidqa.identity import file_identity
 
         sampling = self.sampling_for(sampling)
         return cache_key(
-            video=file_digest(video),
+            video=file_identity(video, full=self.full_hash),
             sampling=[sampling.frames, sampling.fps, sampling.max_frames, self.adapter.frame_multiple],
-            model=self.model_name,
-            revision=self.revision,
+            model=self.adapter.identity,
             dtype=str(self.adapter.model.dtype),
             decode_side=self.adapter.decode_side(),
+            transformers=".".join(transformers.__version__.split(".")[:2]),
             version=ENTRY_VERSION,
         )
 

@@ -95,9 +95,10 @@ class VideoAdapter:
     #: sampled frame counts must be a multiple of this (Qwen merges 2 frames per temporal patch)
     frame_multiple: ClassVar[int] = 1
 
-    def __init__(self, model: PreTrainedModel, processor: ProcessorMixin) -> None:
+    def __init__(self, model: PreTrainedModel, processor: ProcessorMixin, *, identity: str = "") -> None:
         self.model = model
         self.processor = processor
+        self.identity = identity  # what was loaded, exactly (vidqa.identity.model_identity)
 
     # -- configuration the engine asks for -------------------------------------------------------------
     def default_frames(self, device: torch.device) -> int:

@@ -177,4 +177,6 @@ def load_adapter(
     if device_map is None:
         model = model.to(device)
     model.eval()
-    return adapter_cls(model, processor)
+    from vidqa.identity import model_identity
+
+    return adapter_cls(model, processor, identity=model_identity(source, config))
