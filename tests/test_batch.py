@@ -14,10 +14,10 @@ from unittest.mock import patch
 import pytest
 from typer.testing import CliRunner
 
-from vidqa import batch
 from vidqa.cache import FeatureCache
 from vidqa.cli import app
 from vidqa.engine import Engine
+from vidqa.items import Item, expand_videos, parse_shard, read_questions, shard
 from vidqa.settings import SamplingSettings
 from vidqa.synth import make_audio_only, make_clip
 
@@ -63,10 +63,10 @@ def _records(text: str) -> list[dict]:
 
 
 def test_folder_expansion_recognises_videos_by_probing(mixed_folder: Path) -> None:
-    flat = batch.expand_videos([str(mixed_folder)])
+    flat = expand_videos([str(mixed_folder)])
     names = [Path(p).name for p in flat]
     assert names == ["a_good.mp4", "b_clip_without_extension", "c_truncated.mp4", "d_text.mp4", "e_audio.mp4"]
-    deep = batch.expand_videos([str(mixed_folder)], recursive=True)
+    deep = expand_videos([str(mixed_folder)], recursive=True)
     assert [Path(p).name for p in deep][-1] == "f_nested.mkv"
 
 
@@ -108,7 +108,7 @@ def test_mixed_folder_every_item_one_record(
 def test_questions_files_and_stdin(sample_clip: Path, model_args: list[str], tmp_path: Path) -> None:
     plain = tmp_path / "questions.txt"
     plain.write_text("# comment\nwhat happens ?\n\nwho ?\n")
-    shared, explicit = batch.read_questions(plain)
+    shared, explicit = read_questions(plain)
     assert shared == ["what happens ?", "who ?"] and explicit == []
     jsonl = tmp_path / "questions.jsonl"
     jsonl.write_text(
@@ -117,12 +117,12 @@ def test_questions_files_and_stdin(sample_clip: Path, model_args: list[str], tmp
         + json.dumps({"question": "why ?"})
         + "\n"
     )
-    shared, explicit = batch.read_questions(jsonl)
-    assert shared == ["why ?"] and explicit == [batch.Item(str(sample_clip), "where ?")]
+    shared, explicit = read_questions(jsonl)
+    assert shared == ["why ?"] and explicit == [Item(str(sample_clip), "where ?")]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"video": "x.mp4"}\n')
     with pytest.raises(Exception, match="line 1"):
-        batch.read_questions(bad)
+        read_questions(bad)
 
     result = CliRunner().invoke(
         app,
@@ -135,15 +135,15 @@ def test_questions_files_and_stdin(sample_clip: Path, model_args: list[str], tmp
 
 
 def test_shards_partition_the_items() -> None:
-    items = [batch.Item(f"clips/{v}.mp4", q) for v in range(40) for q in ("a", "b", "c")]
-    shards = [batch.shard(items, i, 3) for i in range(3)]
+    items = [Item(f"clips/{v}.mp4", q) for v in range(40) for q in ("a", "b", "c")]
+    shards = [shard(items, i, 3) for i in range(3)]
     merged = [item for part in shards for item in part]
     assert sorted(merged, key=items.index) == items  # every item in exactly one shard
     assert all(len(s) > 0 for s in shards)
-    assert batch.shard(items, 1, 3) == batch.shard(list(items), 1, 3)  # deterministic
+    assert shard(items, 1, 3) == shard(list(items), 1, 3)  # deterministic
     for spec in ("3/3", "a/b", "1", "-1/2"):
         with pytest.raises(Exception, match="--shard"):
-            batch.parse_shard(spec)
+            parse_shard(spec)
 
 
 def test_resume_after_sigterm_gives_every_record_once(
@@ -198,11 +198,20 @@ def test_feature_cache_hit_skips_decode_and_vision(
     cache = FeatureCache(tmp_path / "cache", max_bytes=10**8)
     engine = Engine.load(str(tiny_checkpoints["qwen3_vl"]), device="cpu", cache=cache)
     cold = engine.ask(sample_clip, "what happens ?", method="vidcom2", keep=0.5, frames=4, max_new_tokens=4)
-    encode = patch.object(engine.adapter, "encode", wraps=engine.adapter.encode).start()
-    warm = engine.ask(sample_clip, "what happens ?", method="vidcom2", keep=0.5, frames=4, max_new_tokens=4)
-    assert encode.call_count == 0 and warm.cached and not cold.cached
-    assert warm.answer == cold.answer and warm.visual_kept == cold.visual_kept
+    with (
+        patch.object(engine.adapter, "encode", wraps=engine.adapter.encode) as encode,
+        patch.object(engine.adapter, "_process", wraps=engine.adapter._process) as pixels,
+    ):
+        warm = engine.ask(sample_clip, "another one", method="vidcom2", keep=0.5, frames=4, max_new_tokens=4)
+        same = engine.ask(
+            sample_clip, "what happens ?", method="vidcom2", keep=0.5, frames=4, max_new_tokens=4
+        )
+    assert encode.call_count == 0 and pixels.call_count == 0  # no processor over pixels on a hit
+    assert warm.cached and same.cached and not cold.cached
+    assert same.answer == cold.answer and warm.visual_kept == cold.visual_kept
     assert warm.frame_times == cold.frame_times
+    assert warm.skipped == ["decode", "vision"] and warm.timings.cache_read > 0 and warm.timings.decode == 0
+    assert cold.timings.cache_write > 0 and cold.timings.vision > 0 and cold.timings.cache_read > 0
 
     key = engine.cache_key(sample_clip, SamplingSettings(frames=4))
     assert key != engine.cache_key(sample_clip, SamplingSettings(frames=6))
@@ -214,12 +223,12 @@ def test_feature_cache_hit_skips_decode_and_vision(
     # A damaged entry is ignored and rebuilt.
     entry = next((tmp_path / "cache").rglob("tensors.safetensors"))
     entry.write_bytes(entry.read_bytes()[:100])
-    rebuilt = engine.ask(
-        sample_clip, "what happens ?", method="vidcom2", keep=0.5, frames=4, max_new_tokens=4
-    )
+    with patch.object(engine.adapter, "encode", wraps=engine.adapter.encode) as encode:
+        rebuilt = engine.ask(
+            sample_clip, "what happens ?", method="vidcom2", keep=0.5, frames=4, max_new_tokens=4
+        )
     assert not rebuilt.cached and encode.call_count == 1 and rebuilt.answer == cold.answer
     assert engine.ask(sample_clip, "q", frames=4, max_new_tokens=1).cached
-    patch.stopall()
 
 
 def test_cache_commands(tmp_path: Path, tiny_checkpoints: dict[str, Path], sample_clip: Path) -> None:

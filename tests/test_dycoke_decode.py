@@ -37,6 +37,7 @@ from vidqa.compress.registry import build_compression
 from vidqa.errors import UsageError
 from vidqa.generation import generate_streaming
 from vidqa.models import adapter_class
+from vidqa.settings import GenerationSettings
 
 HIDDEN = 32
 PROMPT = 40
@@ -485,7 +486,12 @@ def _answer(adapter: Any, inputs: Any, stage: Any) -> tuple[str, Any]:
     clock = types.SimpleNamespace(now=lambda: 0.0)
     with torch.no_grad():
         return generate_streaming(
-            adapter, inputs, clock=clock, start=0.0, max_new_tokens=6, min_new_tokens=6, decode_stage=stage
+            adapter,
+            inputs,
+            clock=clock,
+            start=0.0,
+            generation=GenerationSettings(max_new_tokens=6, min_new_tokens=6),
+            decode_stage=stage,
         )
 
 
@@ -493,9 +499,10 @@ def _answer(adapter: Any, inputs: Any, stage: Any) -> tuple[str, Any]:
 def test_end_to_end_through_the_adapter(tiny_checkpoints: dict[str, Path], family: str) -> None:
     adapter = _adapter(tiny_checkpoints[family])
     model = adapter.model
-    batch = adapter.prompt("what happens?", _clip())
     with torch.no_grad():
-        visual = adapter.encode(batch)
+        visual, layout = adapter.encode(_clip())
+    batch = adapter.prompt("what happens?", layout)
+    with torch.no_grad():
         t, m, _ = visual.shape
         keep = torch.ones(t, m, dtype=torch.bool)
         keep[1:, ::3] = False  # drop some tokens at prefill, as stage 1 would

@@ -21,7 +21,7 @@ def test_engine_inspect_matches_vidcom2_on_the_same_features(
 ) -> None:
     engine = engines[family]
     report = engine.inspect(sample_clip, keep=0.5, frames=8)
-    features = engine.encode(sample_clip, "q", SamplingSettings(frames=8)).visual.features
+    features = engine.encode_video(sample_clip, SamplingSettings(frames=8)).visual.features
     expected = vidcom2.select(features, keep=0.5)
     assert report.budgets == expected.budgets.tolist()
     assert report.kept_indices == [idx.tolist() for idx in expected.indices]

@@ -22,10 +22,11 @@ def _inference_mode():  # the engine runs every phase under inference mode; so d
 
 
 def _prepare(engine, clip: Path, keep: float):
-    encoded = engine.encode(clip, "what happens ?", SamplingSettings(frames=8))
-    selection = vidcom2.select(encoded.visual.features, keep=keep)
-    t, m, _ = encoded.visual.shape
-    return encoded, selection, selection.mask(m), t, m
+    encoding = engine.encode_video(clip, SamplingSettings(frames=8))
+    selection = vidcom2.select(encoding.visual.features, keep=keep)
+    t, m, _ = encoding.visual.shape
+    prompt = engine.adapter.prompt("what happens ?", encoding.layout)
+    return encoding, prompt, selection, selection.mask(m), t, m
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -33,10 +34,10 @@ def _prepare(engine, clip: Path, keep: float):
 def test_kept_tokens_and_positions(engines: dict, sample_clip: Path, family: str, keep: float) -> None:
     engine = engines[family]
     adapter = engine.adapter
-    encoded, selection, mask, t, m = _prepare(engine, sample_clip, keep)
-    batch, visual = encoded.batch, encoded.visual
-    full = adapter.assemble(batch, visual, None)
-    kept = adapter.assemble(batch, visual, mask)
+    encoding, prompt, selection, mask, t, m = _prepare(engine, sample_clip, keep)
+    visual = encoding.visual
+    full = adapter.assemble(prompt, visual, None)
+    kept = adapter.assemble(prompt, visual, mask)
 
     dropped = t * m - selection.kept
     assert kept.length == full.length - dropped
@@ -73,8 +74,8 @@ def test_kept_tokens_and_positions(engines: dict, sample_clip: Path, family: str
 def test_qwen3_deepstack_is_dropped_with_the_same_mask(engines: dict, sample_clip: Path) -> None:
     engine = engines["qwen3_vl"]
     adapter = engine.adapter
-    encoded, selection, mask, _, _ = _prepare(engine, sample_clip, 0.25)
-    inputs = adapter.assemble(encoded.batch, encoded.visual, mask)
+    encoding, prompt, selection, mask, _, _ = _prepare(engine, sample_clip, 0.25)
+    inputs = adapter.assemble(prompt, encoding.visual, mask)
     seen: list[dict] = []
 
     def capture(_module, _args, kwargs):
@@ -92,7 +93,7 @@ def test_qwen3_deepstack_is_dropped_with_the_same_mask(engines: dict, sample_cli
     assert len(seen) == 1  # prefill only, never on decode steps
     assert int(seen[0]["mask"].sum()) == selection.kept
     assert seen[0]["mask"][0].nonzero(as_tuple=True)[0].tolist() == inputs.visual_positions.tolist()
-    levels = encoded.visual.per_token["deepstack"]  # (levels, T, M, D)
+    levels = encoding.visual.per_token["deepstack"]  # (levels, T, M, D)
     assert len(seen[0]["deepstack"]) == levels.shape[0]
     for level, injected in zip(levels, seen[0]["deepstack"], strict=True):
         torch.testing.assert_close(injected, level.flatten(0, 1)[mask.flatten()])
@@ -104,8 +105,8 @@ def test_qwen3_deepstack_is_dropped_with_the_same_mask(engines: dict, sample_cli
 def test_qwen3_deepstack_changes_the_output(engines: dict, sample_clip: Path) -> None:
     """Without the deepstack injection the logits differ: the hook is doing real work."""
     adapter = engines["qwen3_vl"].adapter
-    encoded = engines["qwen3_vl"].encode(sample_clip, "q", SamplingSettings(frames=8))
-    inputs = adapter.assemble(encoded.batch, encoded.visual, None)
+    encoding = engines["qwen3_vl"].encode_video(sample_clip, SamplingSettings(frames=8))
+    inputs = adapter.assemble(adapter.prompt("q", encoding.layout), encoding.visual, None)
     with torch.inference_mode():
         with inputs.hooks_installed():
             with_deepstack = adapter.model(**inputs.generate_kwargs()).logits
@@ -128,7 +129,7 @@ def test_ask_with_compression_reports_kept_tokens(engines: dict, sample_clip: Pa
         params={"decode_prune": 0.0} if method == "dycoke" else None,
     )
     record = result.to_dict()
-    features = engine.encode(sample_clip, "q", SamplingSettings(frames=8)).visual.features
+    features = engine.encode_video(sample_clip, SamplingSettings(frames=8)).visual.features
     if method == "vidcom2":
         expected = vidcom2.select(features, keep=keep).kept
     else:

@@ -17,7 +17,7 @@ from typing import Any
 
 from vidqa.compress.registry import build_compression, method_names
 from vidqa.errors import UsageError
-from vidqa.settings import SamplingSettings
+from vidqa.settings import GenerationSettings, SamplingSettings
 
 METRICS = ("decode", "vision", "compress", "prefill", "generate", "total")
 
@@ -125,12 +125,9 @@ def run_bench(
                 name = "warm-up" if round_index == 0 else f"round {round_index}/{repeat}"
                 on_progress(f"{name}: {entry.config.label}")
             compression = build_compression(entry.config.method, keep=entry.config.keep)
-            encoded = engine.encode(video, question, sampling)
-            result = engine.answer(
-                video, question, encoded, compression, max_new_tokens=max_new_tokens, min_new_tokens=min_new
-            )
-            if result.error is not None:
-                raise UsageError(f"{video}: {result.error}")
+            generation = GenerationSettings(max_new_tokens=max_new_tokens, min_new_tokens=min_new)
+            session = engine.session(video, compression, sampling=sampling, generation=generation)
+            result = session.ask(question, generation=generation)
             if round_index > 0:
                 entry.runs.append(result.to_dict())
     baseline = next((s for s in stats if s.config.method == "none"), None)

@@ -1,40 +1,40 @@
-"""The Engine: one loaded VideoLLM and the pipeline that answers a question about a video.
+"""The Engine: one loaded VideoLLM, and the question-independent half of the pipeline.
 
-The pipeline reads top to bottom as named phases, each timed on its own:
+    prepare (cache read, or PyAV decode) → encode (processor + vision tower, cache write) → session
 
-    decode (PyAV) → vision (processor + vision tower) → compress (select tokens) → prefill → generate
-
-The Engine prints nothing; streaming text goes to an `on_text` callback the caller provides.
+`prepare` needs no model and may run on a background thread; `encode` yields a `VideoEncoding` (features,
+token layout, clip timing) that every question about the video reuses; `session` pairs an encoding with a
+compression setting, and `Session.ask` runs a question (prompt → compress → prefill → generate). The Engine
+prints nothing; streaming text goes to an `on_text` callback the caller provides.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vidqa.compress.base import Selection
+from vidqa._version import __version__
 from vidqa.compress.registry import Compression, build_compression
-from vidqa.errors import UsageError, VidqaError
-from vidqa.features import Prepared, entry_meta, entry_tensors, from_entry
-from vidqa.generation import GenerationStats, generate_streaming
+from vidqa.encoding import Prepared, VideoEncoding, entry_meta, entry_tensors, from_entry
+from vidqa.errors import CacheError, UsageError
+from vidqa.memory import reset_peak
 from vidqa.models import DEFAULT_MODEL, resolve_model_id
 from vidqa.models.loading import load_adapter, resolve_attn, resolve_device, resolve_dtype
-from vidqa.record import Result, Timings
-from vidqa.settings import SamplingSettings
+from vidqa.record import VIDEO_PHASES, Result, Timings
+from vidqa.session import Session, TextCallback
+from vidqa.settings import GenerationSettings, SamplingSettings
 from vidqa.video import Clip, check_path, load_video
 
 if TYPE_CHECKING:
-    from transformers import BatchFeature
+    import numpy as np
 
     from vidqa.cache import FeatureCache
-    from vidqa.models.base import VideoAdapter, VisualTokens
-
-TextCallback = Callable[[str], None]
+    from vidqa.models.base import VideoAdapter
 
 
 class PhaseClock:
@@ -50,34 +50,20 @@ class PhaseClock:
 
 
 @dataclass
-class EncodedVideo:
-    """A decoded, encoded video: everything question-independent, reusable across questions."""
-
-    clip: Clip
-    question: str  # the question `batch` was built for
-    batch: BatchFeature
-    visual: VisualTokens
-    cached: bool = False
-    timings: Timings = field(default_factory=Timings)
-    used: bool = False  # decode/vision time is reported with the first answer only
-    selections: dict[Compression, Selection] = field(default_factory=dict)  # per compression setting
-
-
-@dataclass
 class InspectReport:
-    """What `vidqa inspect` shows: per-frame times, uniqueness, softmax weights and budgets at `keep`."""
+    """What `vidqa inspect` shows: per-frame times, the method's scores, budgets and kept token indices."""
 
     video: str
     model: str
-    keep: float
+    compression: Compression
     frame_times: list[float]
     tokens_per_frame: int
-    uniqueness: list[float]
-    weights: list[float]
     budgets: list[int]
     kept_indices: list[list[int]]
+    scores: dict[str, list[float]] = field(default_factory=dict)  # per-frame, method-defined
     grid: tuple[int, int] = (1, 1)  # (rows, cols) of one frame's tokens
     frames: Any = None  # (T', H, W, 3) uint8 frames, one per selection frame (for the contact sheet)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -87,20 +73,39 @@ class InspectReport:
     def kept(self) -> int:
         return sum(self.budgets)
 
+    @property
+    def uniqueness(self) -> list[float] | None:
+        return self.scores.get("uniqueness")
+
+    @property
+    def headline(self) -> tuple[str, list[float]]:
+        """The per-frame number charts show: the method's first score, else the share of tokens kept."""
+        if self.scores:
+            name = next(iter(self.scores))
+            return name, self.scores[name]
+        return "kept share", [budget / self.tokens_per_frame for budget in self.budgets]
+
+    @property
+    def weights(self) -> list[float] | None:
+        return self.scores.get("weight")
+
     def to_dict(self) -> dict[str, Any]:
+        frames = []
+        for index, (time_s, budget, kept) in enumerate(
+            zip(self.frame_times, self.budgets, self.kept_indices, strict=True)
+        ):
+            frame: dict[str, Any] = {"time": round(time_s, 4), "budget": budget, "kept": kept}
+            frame.update({name: round(values[index], 6) for name, values in self.scores.items()})
+            frames.append(frame)
         return {
             "video": self.video,
             "model": self.model,
-            "keep": self.keep,
+            **self.compression.to_dict(),
             "tokens_per_frame": self.tokens_per_frame,
             "grid": list(self.grid),
             "visual_tokens": {"total": self.total, "kept": self.kept},
-            "frames": [
-                {"time": round(t, 4), "uniqueness": round(u, 6), "weight": round(w, 6), "budget": k}
-                for t, u, w, k in zip(
-                    self.frame_times, self.uniqueness, self.weights, self.budgets, strict=True
-                )
-            ],
+            "frames": frames,
+            "warnings": self.warnings,
         }
 
 
@@ -151,7 +156,24 @@ class Engine:
         )
         return cls(adapter, model_name=resolve_model_id(model), cache=cache, full_hash=full_hash)
 
-    # -- phases --------------------------------------------------------------------------------------
+    # -- what produced a record ----------------------------------------------------------------------
+    def settings(self, sampling: SamplingSettings, generation: GenerationSettings) -> dict[str, Any]:
+        """The run's settings beside method and keep, as records carry them (resume compares them)."""
+        import transformers
+
+        config = self.adapter.model.config.get_text_config()
+        return {
+            "model": self.adapter.identity,
+            "dtype": str(self.adapter.model.dtype).removeprefix("torch."),
+            "attn": getattr(config, "_attn_implementation", None),
+            "device": str(self.device),
+            "sampling": self.sampling_for(sampling).to_dict(),
+            "max_new_tokens": generation.max_new_tokens,
+            "vidqa": __version__,
+            "transformers": transformers.__version__,
+        }
+
+    # -- the video's phases ----------------------------------------------------------------------------
     def sampling_for(self, sampling: SamplingSettings) -> SamplingSettings:
         """Fill in this model's default frame count when the user gave neither --frames nor --fps."""
         if sampling.frames is None and sampling.fps is None:
@@ -170,11 +192,11 @@ class Engine:
         )
 
     def cache_key(self, video: str | Path, sampling: SamplingSettings) -> str:
-        """Key of a video's features: file and model identities, sampling, dtype, decode size, versions."""
+        """Key of a video's encoding: file and model identities, sampling, dtype, decode size, versions."""
         import transformers
 
         from vidqa.cache import cache_key
-        from vidqa.features import ENTRY_VERSION
+        from vidqa.encoding import ENTRY_VERSION
         from vidqa.identity import file_identity
 
         sampling = self.sampling_for(sampling)
@@ -190,46 +212,70 @@ class Engine:
 
     def prepare(self, video: str | Path, sampling: SamplingSettings) -> Prepared:
         """The model-free half: a cache hit, or decoded frames. Safe to run on a background thread."""
-        start = time.perf_counter()
+        timings = Timings()
         key = None
         if self.cache is not None:
+            start = time.perf_counter()
             check_path(video)  # a missing file is a VideoError, not a cache error
             key = self.cache_key(video, sampling)
             entry = self.cache.get(key)
+            timings.cache_read = time.perf_counter() - start
             if entry is not None:
-                clip, visual = from_entry(*entry, device=self.device, dtype=self.adapter.model.dtype)
-                return Prepared(str(video), clip, visual, key, time.perf_counter() - start)
+                return Prepared(str(video), entry=entry, key=key, timings=timings)
+        start = time.perf_counter()
         clip = self.decode(video, sampling)
-        return Prepared(str(video), clip, None, key, time.perf_counter() - start)
+        timings.decode = time.perf_counter() - start
+        return Prepared(str(video), clip=clip, key=key, timings=timings)
 
     @torch.inference_mode()
-    def encode_prepared(self, prepared: Prepared, question: str) -> EncodedVideo:
-        """Processor + vision tower (skipped on a cache hit); stores fresh features in the cache."""
-        timings = Timings(decode=prepared.seconds)
+    def encode(self, prepared: Prepared) -> VideoEncoding:
+        """Processor + vision tower (nothing on a cache hit); stores fresh features in the cache."""
+        reset_peak(self.device)  # the item's peak starts here: the vision tower is usually its largest
+        timings = prepared.timings
         start = self.clock.now()
-        batch = self.adapter.prompt(question, prepared.clip)
-        visual = prepared.visual
-        if visual is None:
-            visual = self.adapter.encode(batch)
-            if self.cache is not None and prepared.key is not None:
-                self.cache.put(prepared.key, entry_tensors(visual), entry_meta(prepared.clip, visual))
-        timings.vision = self.clock.now() - start
-        return EncodedVideo(
-            clip=prepared.clip,
-            question=question,
-            batch=batch,
-            visual=visual,
-            cached=prepared.cached,
-            timings=timings,
-        )
+        if prepared.entry is not None:
+            encoding = from_entry(
+                prepared.video, *prepared.entry, device=self.device, dtype=self.adapter.model.dtype
+            )
+            timings.cache_read += self.clock.now() - start
+        else:
+            assert prepared.clip is not None
+            visual, layout = self.adapter.encode(prepared.clip)
+            encoding = VideoEncoding.from_clip(prepared.video, prepared.clip, visual, layout)
+            timings.vision = self.clock.now() - start
+            self._store(prepared.key, encoding, timings)
+        timings.total = sum(getattr(timings, name) for name in VIDEO_PHASES)
+        encoding.timings = timings
+        return encoding
 
-    def encode(self, video: str | Path, question: str, sampling: SamplingSettings) -> EncodedVideo:
-        """Decode frames and run the vision tower: the question-independent half of the pipeline."""
-        return self.encode_prepared(self.prepare(video, sampling), question)
+    def _store(self, key: str | None, encoding: VideoEncoding, timings: Timings) -> None:
+        """Write fresh features to the cache; a cache that cannot be written is a warning, not a failure."""
+        if self.cache is None or key is None:
+            return
+        start = time.perf_counter()
+        try:
+            self.cache.put(key, entry_tensors(encoding), entry_meta(encoding))
+        except CacheError as exc:
+            encoding.warnings.append(f"features not cached: {exc}")
+        timings.cache_write = time.perf_counter() - start
 
-    def select(self, visual: VisualTokens, compression: Compression) -> Selection:
-        """Which visual tokens reach the LLM; keep 1 (or method none) keeps everything."""
-        return compression.select(visual.features)
+    def encode_video(self, video: str | Path, sampling: SamplingSettings | None = None) -> VideoEncoding:
+        """Decode (or read from the cache) and encode one video: its question-independent half."""
+        return self.encode(self.prepare(video, sampling or SamplingSettings()))
+
+    def session(
+        self,
+        video: str | Path | VideoEncoding,
+        compression: Compression | None = None,
+        *,
+        sampling: SamplingSettings | None = None,
+        generation: GenerationSettings | None = None,
+    ) -> Session:
+        """Questions about one video under one compression setting (default: none)."""
+        sampling = sampling or SamplingSettings()
+        encoding = video if isinstance(video, VideoEncoding) else self.encode_video(video, sampling)
+        settings = self.settings(sampling, generation or GenerationSettings())
+        return Session(self, encoding, compression or build_compression("none"), settings=settings)
 
     # -- the public entry points ---------------------------------------------------------------------
     def ask(
@@ -239,28 +285,23 @@ class Engine:
         *,
         method: str = "none",
         keep: float | None = None,
+        params: dict[str, Any] | None = None,
         frames: int | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
         max_new_tokens: int = 128,
         min_new_tokens: int = 0,
         on_text: TextCallback | None = None,
-        params: dict[str, Any] | None = None,
     ) -> Result:
         """Answer one question about one video. Raises VidqaError subclasses on bad input."""
-        sampling = SamplingSettings(frames=frames, fps=fps, max_frames=max_frames)
-        compression = build_compression(method, keep=keep, params=params)
         return next(
-            iter(
-                self.ask_many(
-                    video,
-                    [question],
-                    sampling=sampling,
-                    compression=compression,
-                    max_new_tokens=max_new_tokens,
-                    min_new_tokens=min_new_tokens,
-                    on_text=on_text,
-                )
+            self.ask_many(
+                video,
+                [question],
+                compression=build_compression(method, keep=keep, params=params),
+                sampling=SamplingSettings(frames=frames, fps=fps, max_frames=max_frames),
+                generation=GenerationSettings(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens),
+                on_text=on_text,
             )
         )
 
@@ -269,187 +310,64 @@ class Engine:
         video: str | Path,
         questions: list[str],
         *,
-        sampling: SamplingSettings,
         compression: Compression,
-        max_new_tokens: int = 128,
-        min_new_tokens: int = 0,
+        sampling: SamplingSettings | None = None,
+        generation: GenerationSettings | None = None,
         on_text: TextCallback | None = None,
-        encoded: EncodedVideo | None = None,
-    ) -> Iterable[Result]:
+    ) -> Iterator[Result]:
         """Answer several questions about one video; decode, vision and selection run once for all.
 
         A generator: each Result is yielded as soon as its answer is complete.
         """
         if not questions:
             raise UsageError("no question given")
-        encoded = encoded or self.encode(video, questions[0], sampling)
+        generation = generation or GenerationSettings()
+        session = self.session(video, compression, sampling=sampling, generation=generation)
         for question in questions:
-            yield self.answer(
-                video,
-                question,
-                encoded,
-                compression,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
-                on_text=on_text,
-            )
-
-    def answer(
-        self,
-        video: str | Path,
-        question: str,
-        encoded: EncodedVideo,
-        compression: Compression,
-        *,
-        max_new_tokens: int = 128,
-        min_new_tokens: int = 0,
-        on_text: TextCallback | None = None,
-    ) -> Result:
-        """One question about an encoded video: select (cached per setting) → prefill → generate."""
-        start = time.perf_counter()
-        self._reset_peak_memory()
-        first_use, encoded.used = not encoded.used, True
-        selection, compress_time = self._selection(encoded, compression)
-        with torch.inference_mode():
-            batch = (
-                encoded.batch if question == encoded.question else self.adapter.prompt(question, encoded.clip)
-            )
-            answer, stats = self._generate(
-                batch,
-                encoded.visual,
-                selection,
-                compression,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
-                on_text=on_text,
-            )
-        timings = Timings(compress=compress_time, prefill=stats.prefill, generate=stats.generate)
-        timings.total = time.perf_counter() - start
-        if first_use:
-            timings.decode, timings.vision = encoded.timings.decode, encoded.timings.vision
-            timings.total += timings.decode + timings.vision
-        return self._result(
-            video, question, answer, encoded, selection, compression, timings, stats, reused=not first_use
-        )
-
-    def _selection(self, encoded: EncodedVideo, compression: Compression) -> tuple[Selection, float]:
-        """The (question-independent) selection for this setting, computed once per video."""
-        if compression in encoded.selections:
-            return encoded.selections[compression], 0.0
-        start = self.clock.now()
-        selection = self.select(encoded.visual, compression)
-        encoded.selections[compression] = selection
-        return selection, self.clock.now() - start
-
-    def _generate(
-        self,
-        batch: BatchFeature,
-        visual: VisualTokens,
-        selection: Selection,
-        compression: Compression,
-        *,
-        max_new_tokens: int,
-        min_new_tokens: int,
-        on_text: TextCallback | None,
-    ) -> tuple[str, GenerationStats]:
-        t, m, _ = visual.shape
-        keep_mask = None if selection.kept == t * m else selection.mask(m)
-        start = self.clock.now()
-        inputs = self.adapter.assemble(batch, visual, keep_mask)
-        decode_stage = compression.decode_stage(self.adapter.model, inputs.visual_positions)
-        return generate_streaming(
-            self.adapter,
-            inputs,
-            clock=self.clock,
-            start=start,
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens,
-            on_text=on_text,
-            decode_stage=decode_stage,
-        )
-
-    def _result(
-        self,
-        video: str | Path,
-        question: str,
-        answer: str,
-        encoded: EncodedVideo,
-        selection: Selection,
-        compression: Compression,
-        timings: Timings,
-        stats: GenerationStats,
-        *,
-        reused: bool,
-    ) -> Result:
-        t, m, _ = encoded.visual.shape
-        return Result(
-            video=str(video),
-            question=question,
-            answer=answer,
-            model=self.model_name,
-            method=compression.method,
-            keep=compression.keep,
-            frame_times=list(encoded.clip.times),
-            visual_total=t * m,
-            visual_kept=selection.kept,
-            timings=timings,
-            generated_tokens=stats.tokens,
-            peak_memory_bytes=self._peak_memory(),
-            cached=encoded.cached or reused,
-            extra=stats.extra,
-        )
+            yield session.ask(question, generation=generation, on_text=on_text)
 
     def inspect(
         self,
         video: str | Path,
         *,
-        keep: float = 0.25,
+        method: str = "vidcom2",
+        keep: float | None = None,
+        params: dict[str, Any] | None = None,
         frames: int | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
     ) -> InspectReport:
-        """Sampling + vision tower + VidCom² scoring only (no generation): what compression would do."""
-        from vidqa.compress import vidcom2
+        """What `method` would keep of this video: sampling, vision tower and selection (no generation)."""
+        return self.inspect_setting(
+            video,
+            build_compression(method, keep=keep, params=params),
+            sampling=SamplingSettings(frames=frames, fps=fps, max_frames=max_frames),
+        )
 
-        sampling = SamplingSettings(frames=frames, fps=fps, max_frames=max_frames)
-        encoded = self.encode(video, "describe the video", sampling)
-        features = encoded.visual.features
-        selection = vidcom2.select(features, keep=keep)
-        t, m, _ = features.shape
-        clip = encoded.clip
-        step = max(1, len(clip.times) // t)  # Qwen: one selection frame per temporal patch of `step` frames
+    def inspect_setting(
+        self, video: str | Path, compression: Compression, *, sampling: SamplingSettings
+    ) -> InspectReport:
+        """`inspect` for a built setting. Thumbnails come from the decoded frames (decoded again when the
+        features came from the cache)."""
+        encoding = self.encode_video(video, sampling)
+        selection = compression.select(encoding.visual.features)
+        t, m, _ = encoding.visual.shape
+        step = max(1, len(encoding.times) // t)  # Qwen: one selection frame per temporal patch of 2 frames
         return InspectReport(
             video=str(video),
             model=self.model_name,
-            keep=keep,
-            frame_times=[clip.times[i * step] for i in range(t)],
+            compression=compression,
+            frame_times=[encoding.times[i * step] for i in range(t)],
             tokens_per_frame=m,
-            uniqueness=[float(v) for v in selection.uniqueness],
-            weights=[float(v) for v in selection.weights],
             budgets=[int(v) for v in selection.budgets],
             kept_indices=[idx.tolist() for idx in selection.indices],
-            grid=encoded.visual.grid or (1, m),
-            frames=clip.frames[::step][:t],
+            scores=compression.impl.frame_scores(selection),
+            grid=encoding.visual.grid or (1, m),
+            frames=self._frames_for(video, sampling, encoding)[::step][:t],
+            warnings=list(encoding.warnings),
         )
 
-    # -- memory ------------------------------------------------------------------------------------
-    def _reset_peak_memory(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-
-    def _peak_memory(self) -> int:
-        """Peak device memory of the item on CUDA; on CPU the process's peak resident set size."""
-        if self.device.type == "cuda":
-            return int(torch.cuda.max_memory_allocated(self.device))
-        import resource
-
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for a record's `error` field."""
-    if isinstance(exc, VidqaError):
-        return str(exc)
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return "out of GPU memory: use fewer --frames, a smaller --keep, or a smaller model"
-    return f"{type(exc).__name__}: {exc}"
+    def _frames_for(
+        self, video: str | Path, sampling: SamplingSettings, encoding: VideoEncoding
+    ) -> np.ndarray:
+        return encoding.frames if encoding.frames is not None else self.decode(video, sampling).frames

@@ -6,6 +6,7 @@ failed, 2 for usage errors (bad flag, bad preset, unknown model).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -46,3 +47,18 @@ class VideoError(VidqaError):
 
 class CacheError(VidqaError):
     """The feature cache cannot be used (e.g. the directory is not writable)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA out-of-memory error (checked without importing torch when nothing imported it)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a record's `error` field and the CLI's message."""
+    if isinstance(exc, VidqaError):
+        return str(exc)
+    if is_out_of_memory(exc):
+        return "out of GPU memory: use fewer --frames, a smaller --keep, or a smaller model"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,8 +1,9 @@
 """Greedy generation with streamed text and honest timing, from inputs vidqa assembled itself.
 
-Timing: a logits processor stamps the clock (device-synchronised) each time the model has produced a step's
-logits, so `prefill` ends exactly when the first answer token's logits exist, and `generate` covers the rest.
-Text is streamed through a `BaseStreamer` that decodes the ids so far and hands out only the new characters.
+Timing: a logits processor stamps the clock (device-synchronised) when the first step's logits exist, so
+`prefill` ends exactly at the first answer token and `generate` covers the rest (it then stops stamping: one
+device sync per answer, not per token). Text is streamed through transformers' `TextStreamer`, which hands
+out whole words (and CJK characters as they come) and holds back incomplete multi-byte characters.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
-from transformers.generation.streamers import BaseStreamer
+from transformers import LogitsProcessor, LogitsProcessorList, TextStreamer
+
+from vidqa.settings import GenerationSettings
 
 if TYPE_CHECKING:
     from vidqa.models.base import GenerateInputs, VideoAdapter
@@ -40,49 +42,33 @@ class GenerationStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class _StepClock(LogitsProcessor):
-    """Records when each step's logits are ready (called once per generated token)."""
+class _FirstTokenClock(LogitsProcessor):
+    """Records when the first step's logits are ready (the end of prefill)."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.times: list[float] = []
+        self.first: float | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        self.times.append(self.clock.now())
+        if self.first is None:
+            self.first = self.clock.now()
         return scores
 
 
-class _TextStream(BaseStreamer):
-    """Hands each newly decoded piece of answer text to `on_text` (skipping the prompt put)."""
+class _TextCallback(TextStreamer):
+    """A `TextStreamer` that hands each finalised piece to a callback; leading whitespace is dropped."""
 
     def __init__(self, tokenizer: Any, on_text: Callable[[str], None]) -> None:
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
         self.on_text = on_text
-        self.ids: list[int] = []
-        self.emitted = 0
-        self.saw_prompt = False
+        self.started = False
 
-    def put(self, value: torch.Tensor) -> None:
-        if not self.saw_prompt:  # generate first puts the prompt ids (empty when given inputs_embeds)
-            self.saw_prompt = True
-            return
-        self.ids.extend(int(v) for v in value.flatten())
-        self._emit(final=False)
-
-    def end(self) -> None:
-        self._emit(final=True)
-
-    def _emit(self, *, final: bool) -> None:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if not final and text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest
-            return
-        if len(text) > self.emitted:
-            piece = text[self.emitted :]
-            if self.emitted == 0:
-                piece = piece.lstrip()
-            self.emitted = len(text)
-            if piece:
-                self.on_text(piece)
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if not self.started:
+            text = text.lstrip()
+            self.started = bool(text)
+        if text:
+            self.on_text(text)
 
 
 def generate_streaming(
@@ -91,32 +77,31 @@ def generate_streaming(
     *,
     clock: Clock,
     start: float,
-    max_new_tokens: int,
-    min_new_tokens: int = 0,
+    generation: GenerationSettings,
     on_text: Callable[[str], None] | None = None,
     decode_stage: DecodeStage | None = None,
 ) -> tuple[str, GenerationStats]:
     """Greedy-decode from assembled inputs; returns the answer and its timings (from `start`)."""
     tokenizer = adapter.processor.tokenizer
-    step_clock = _StepClock(clock)
-    streamer = _TextStream(tokenizer, on_text) if on_text is not None else None
+    first_token = _FirstTokenClock(clock)
+    streamer = _TextCallback(tokenizer, on_text) if on_text is not None else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with inputs.hooks_installed(), decode_stage or contextlib.nullcontext():
         output = adapter.model.generate(
             **inputs.generate_kwargs(),
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens or None,
+            max_new_tokens=generation.max_new_tokens,
+            min_new_tokens=generation.min_new_tokens or None,
             do_sample=False,
             temperature=None,
             top_p=None,
             top_k=None,
-            logits_processor=LogitsProcessorList([step_clock]),
+            logits_processor=LogitsProcessorList([first_token]),
             streamer=streamer,
             pad_token_id=pad_id,
         )
     end = clock.now()
     new_tokens = output[0]  # generate returns only new tokens when given inputs_embeds alone
-    first = step_clock.times[0] if step_clock.times else end
+    first = first_token.first if first_token.first is not None else end
     stats = GenerationStats(
         prefill=first - start,
         generate=end - first,

@@ -6,25 +6,44 @@ Pure data, no torch: the CLI imports this to write records for items that failed
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-PHASES = ("decode", "vision", "compress", "prefill", "generate", "total")
+#: Every timed phase, in pipeline order; `total` is the item's wall time.
+PHASES = (
+    "decode",
+    "cache_read",
+    "vision",
+    "cache_write",
+    "prompt",
+    "compress",
+    "prefill",
+    "generate",
+    "total",
+)
+#: Phases that belong to the video, not the question: they run once per video (or not at all on a reuse).
+VIDEO_PHASES = ("decode", "cache_read", "vision", "cache_write")
 
 
 @dataclass
 class Timings:
-    """Seconds per phase, device-synchronised.
+    """Seconds per phase, device-synchronised; a phase that did not run is 0 (`skipped` says which reused).
 
     decode: PyAV demux + decode + RGB conversion of the sampled frames.
-    vision: processor preprocessing (resize, normalise, tokenise) + vision tower + projector.
-    compress: choosing the kept tokens (0 for method none).
-    prefill: from visual tokens ready to the first answer token's logits (assembling inputs + LLM prefill).
+    cache_read: building the feature-cache key and reading the entry (a hit replaces decode and vision).
+    vision: the processor over the pixels (resize, normalise, expand video tokens), vision tower, projector.
+    cache_write: storing fresh features in the feature cache.
+    prompt: templating and tokenising the question around the video's stored token layout.
+    compress: choosing the kept tokens (0 for method none; once per video and setting).
+    prefill: assembling the kept inputs + the LLM reading the prompt, to the first answer token's logits.
     generate: the remaining decode steps. total: wall time of the whole item.
     """
 
     decode: float = 0.0
+    cache_read: float = 0.0
     vision: float = 0.0
+    cache_write: float = 0.0
+    prompt: float = 0.0
     compress: float = 0.0
     prefill: float = 0.0
     generate: float = 0.0
@@ -32,6 +51,21 @@ class Timings:
 
     def to_dict(self) -> dict[str, float]:
         return {name: round(getattr(self, name), 6) for name in PHASES}
+
+    def video_phases(self) -> Timings:
+        """Only the per-video phases (what the first question of a video carries)."""
+        return Timings(**{name: getattr(self, name) for name in VIDEO_PHASES})
+
+    def add(self, other: Timings) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+
+def decode_rate(generated_tokens: int, generate_seconds: float) -> float | None:
+    """Answer tokens per second after the first: `generate` spans the n − 1 steps after the first token."""
+    if generated_tokens < 2 or generate_seconds <= 0:
+        return None
+    return (generated_tokens - 1) / generate_seconds
 
 
 @dataclass
@@ -43,13 +77,17 @@ class Result:
     model: str | None = None
     method: str = "none"
     keep: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
     frame_times: list[float] = field(default_factory=list)
     visual_total: int = 0
     visual_kept: int = 0
     timings: Timings = field(default_factory=Timings)
     generated_tokens: int = 0
     peak_memory_bytes: int = 0
-    cached: bool = False
+    cached: bool = False  # the video's features came from the on-disk feature cache
+    skipped: list[str] = field(default_factory=list)  # phases not run because their result was reused
+    warnings: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # what produced the record (resume checks it)
     extra: dict[str, Any] = field(default_factory=dict)
     exception: BaseException | None = field(
         default=None, repr=False, compare=False
@@ -68,12 +106,16 @@ class Result:
             "model": self.model,
             "method": self.method,
             "keep": self.keep,
+            "params": self.params,
             "frames": {"count": len(self.frame_times), "times": [round(t, 4) for t in self.frame_times]},
             "visual_tokens": {"total": self.visual_total, "kept": self.visual_kept},
             "timings": self.timings.to_dict(),
             "generated_tokens": self.generated_tokens,
             "peak_memory_bytes": self.peak_memory_bytes,
             "cached": self.cached,
+            "skipped": self.skipped,
+            "warnings": self.warnings,
+            "settings": self.settings,
         }
         record.update(self.extra)
         return record

@@ -1,8 +1,12 @@
-"""Run many items through one Engine: each video prepared once, the next one decoded while the model works.
+"""Run many items through one Engine: each video encoded once, the next one decoded while the model works.
 
-`run` yields one `Result` per item, in order, as soon as it is complete; a failing video yields failure
-records for all its questions and the run goes on. Decoding (or the cache lookup) of video i+1 runs on a
-background thread while video i is in the model: PyAV releases the GIL while it decodes, so the two overlap.
+`run` yields one `Result` per item, grouped by video (first appearance order), as soon as each is complete; a
+failing video yields failure records for all its questions and the run goes on. Decoding (or the cache read)
+of video i+1 runs on a background thread while video i is in the model: PyAV releases the GIL while it
+decodes, so the two overlap. Every question goes through `Session.ask`, the same path as `Engine.ask`.
+
+A closed stdout (`BrokenPipeError` from the text callback) and Ctrl-C end the run at once: no further video
+is decoded or answered.
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
-from vidqa.batch import Item, group_by_video
 from vidqa.compress.registry import Compression
-from vidqa.engine import Engine, describe_error
-from vidqa.features import Prepared
+from vidqa.encoding import Prepared
+from vidqa.engine import Engine
+from vidqa.errors import describe_error
+from vidqa.items import Item, group_by_video
 from vidqa.record import Result
-from vidqa.settings import SamplingSettings
+from vidqa.session import Session
+from vidqa.settings import GenerationSettings, SamplingSettings
 
 TextCallbackFactory = Callable[[Item], Callable[[str], None] | None]
 
@@ -27,14 +34,16 @@ def run(
     *,
     sampling: SamplingSettings,
     compression: Compression,
-    max_new_tokens: int = 128,
-    min_new_tokens: int = 0,
+    generation: GenerationSettings | None = None,
     on_text: TextCallbackFactory | None = None,
     prefetch: bool = True,
 ) -> Iterator[Result]:
     """Answer every item; never raises for a bad video (its items get records with `error` set)."""
+    generation = generation or GenerationSettings()
+    settings = engine.settings(sampling, generation)
     groups = group_by_video(items)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidqa-prefetch") as pool:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidqa-prefetch")
+    try:
         pending: Future[Prepared] | None = None
         for index, (video, questions) in enumerate(groups):
             started = time.perf_counter()
@@ -43,17 +52,11 @@ def run(
             if prefetch and index + 1 < len(groups):
                 pending = pool.submit(engine.prepare, groups[index + 1][0], sampling)
             yield from _answer_video(
-                engine,
-                future,
-                video,
-                questions,
-                started,
-                sampling=sampling,
-                compression=compression,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
-                on_text=on_text,
-            )
+                engine, future, video, questions, started, compression=compression, generation=generation,
+                settings=settings, on_text=on_text,
+            )  # fmt: skip
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C or a closed pipe: do not decode what is next
 
 
 def _answer_video(
@@ -63,31 +66,23 @@ def _answer_video(
     questions: list[str],
     started: float,
     *,
-    sampling: SamplingSettings,
     compression: Compression,
-    max_new_tokens: int,
-    min_new_tokens: int,
+    generation: GenerationSettings,
+    settings: dict[str, Any],
     on_text: TextCallbackFactory | None,
 ) -> Iterator[Result]:
     answered = 0
     try:
-        prepared = future.result()
-        encoded = engine.encode_prepared(prepared, questions[0])
+        session = Session(engine, engine.encode(future.result()), compression, settings=settings)
         for question in questions:
             callback = on_text(Item(video, question)) if on_text else None
-            result = engine.answer(
-                video,
-                question,
-                encoded,
-                compression,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
-                on_text=callback,
-            )
+            result = session.ask(question, generation=generation, on_text=callback)
             if answered == 0:
                 result.timings.total = time.perf_counter() - started  # includes waiting for the prefetch
             answered += 1
             yield result
+    except BrokenPipeError:
+        raise  # stdout is gone: nothing more can be delivered
     except Exception as exc:  # one failed video must not stop the batch; KeyboardInterrupt still does
         message = describe_error(exc)
         for question in questions[answered:]:
@@ -100,4 +95,6 @@ def _answer_video(
                 model=engine.model_name,
                 method=compression.method,
                 keep=compression.keep,
+                params=compression.params.model_dump(),
+                settings=settings,
             )

@@ -59,14 +59,15 @@ def render_sheet(report: InspectReport) -> Image.Image:
     share = 100 * report.kept / max(1, report.total)
     draw.text(
         (MARGIN, 8),
-        f"{Path(report.video).name} · {report.model} · keep {report.keep:g} · "
+        f"{Path(report.video).name} · {report.model} · {report.compression.label} · "
         f"{report.kept}/{report.total} tokens ({share:.0f} %)",
         fill=(229, 231, 235),
         font=title,
     )
-    low, high = min(report.uniqueness), max(report.uniqueness)
+    _, scores = report.headline
+    low, high = min(scores), max(scores)
     span = (high - low) or 1.0
-    top = set(sorted(range(count), key=lambda i: report.uniqueness[i], reverse=True)[: max(1, count // 8)])
+    top = set(sorted(range(count), key=lambda i: scores[i], reverse=True)[: max(1, count // 8)])
     for i in range(count):
         x = MARGIN + (i % columns) * cell_w
         y = TITLE + MARGIN + (i // columns) * cell_h
@@ -75,7 +76,7 @@ def render_sheet(report: InspectReport) -> Image.Image:
             draw.rectangle([x - 3, y - 3, x + THUMB_WIDTH + 2, y + height + 2], outline=HIGHLIGHT, width=3)
         caption = f"#{i}  {report.frame_times[i]:.2f}s  k {report.budgets[i]}/{report.tokens_per_frame}"
         draw.text((x, y + height + 4), caption, fill=(229, 231, 235), font=small)
-        bar = 2 + round((report.uniqueness[i] - low) / span * (THUMB_WIDTH - 2))
+        bar = 2 + round((scores[i] - low) / span * (THUMB_WIDTH - 2))
         colour = HIGHLIGHT if i in top else BAR
         draw.rectangle([x, y + height + 24, x + THUMB_WIDTH, y + height + 32], fill=(55, 65, 81))
         draw.rectangle([x, y + height + 24, x + bar, y + height + 32], fill=colour)

@@ -174,7 +174,7 @@ def _items(
     shard_spec: str | None,
 ) -> list[Any]:
     """Command-line inputs → (video, question) items, sharded."""
-    from vidqa import batch
+    from vidqa import items as batch
 
     shared: list[str] = list(questions or [])
     explicit: list[batch.Item] = []
@@ -196,7 +196,7 @@ def _items(
 
 
 def _record_file(output: Path | None) -> Any:
-    from vidqa.batch import RecordFile
+    from vidqa.records import RecordFile
 
     return RecordFile(output) if output is not None else None
 
@@ -227,6 +227,7 @@ def _run_items(
     import signal
 
     from vidqa import runner
+    from vidqa.settings import GenerationSettings
     from vidqa.ui import BatchProgress, Output, print_summary, say
 
     output = Output(mode if record_file is None or mode == "text" else "none")
@@ -254,7 +255,7 @@ def _run_items(
             items,
             sampling=sampling,
             compression=compression,
-            max_new_tokens=max_new_tokens,
+            generation=GenerationSettings(max_new_tokens=max_new_tokens),
             on_text=on_text,
         ):
             record = result.to_dict()

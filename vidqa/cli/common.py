@@ -121,7 +121,7 @@ def fail(exc: BaseException, *, debug: bool, console: Console | None = None) -> 
 
 
 def unexpected_message(exc: BaseException) -> str:
-    from vidqa.engine import describe_error
+    from vidqa.errors import describe_error
 
     text = describe_error(exc)
     return text if isinstance(exc, VidqaError) else f"{text} (run with --debug for the traceback)"

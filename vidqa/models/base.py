@@ -2,12 +2,16 @@
 
 An adapter does three things, each a named phase of the pipeline:
 
-1. `prompt`   question + decoded clip → processor outputs (token ids with the video placeholders expanded,
-              pixel values, grids) — the transformers processor does the work;
-2. `encode`   processor outputs → the video's visual tokens `(T, M, D)` plus whatever else the LLM needs
-              per visual token (Qwen3-VL deepstack features);
-3. `assemble` processor outputs + visual tokens + a keep mask `(T, M)` → `inputs_embeds`, attention mask and
-              position ids for `model.generate`, with positions computed on the full sequence first.
+1. `encode`   decoded clip → the video's visual tokens `(T, M, D)` (processor over the pixels, vision tower,
+              projector) plus its `VideoLayout`: how the processor expands the template's video placeholder
+              into tokens (per-frame placeholders, timestamps, separators) and the tensors positions need.
+              Both are question-independent: computed once per video, and what the feature cache stores.
+2. `prompt`   question + layout → token ids of the whole prompt. Only the question is tokenised: the
+              placeholder is replaced by the stored expansion at the text level and the text tokenised the way
+              the processor does (checked once per encode), so the result is exactly the processor's, with no
+              pixel work.
+3. `assemble` prompt + visual tokens + a keep mask `(T, M)` → `inputs_embeds`, attention mask and position
+              ids for `model.generate`, with positions computed on the full sequence first.
 
 An adapter never decides what to keep; a compressor never sees a model.
 """
@@ -21,12 +25,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from vidqa.errors import VidqaError
+from vidqa.errors import UsageError, VidqaError
 
 if TYPE_CHECKING:
     from transformers import BatchFeature, PreTrainedModel, ProcessorMixin
 
     from vidqa.video import Clip
+
+#: The question the video is expanded with at encode time; any question gives the same video expansion.
+PROBE_QUESTION = "What happens in this video?"
+Prompt = dict[str, torch.Tensor]  # input_ids (1, L), attention_mask (1, L), + what positions need
 
 
 @dataclass
@@ -34,18 +42,47 @@ class VisualTokens:
     """One video's visual tokens as the LLM sees them, before any dropping.
 
     features: (T, M, D) in the model dtype, on the model device.
-    extras: per-token tensors that must be dropped with the same mask, each shaped (..., T, M, D')
-            (Qwen3-VL deepstack levels: (levels, T, M, D)).
+    per_token: tensors that must be dropped with the same mask, each shaped (..., T, M, D')
+               (Qwen3-VL deepstack levels: (levels, T, M, D)).
+    grid: (rows, cols) of a frame's M tokens in raster order.
     """
 
     features: torch.Tensor
     per_token: dict[str, torch.Tensor] = field(default_factory=dict)
-    grid: tuple[int, int] | None = None  # (rows, cols) of a frame's M tokens in raster order
+    grid: tuple[int, int] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
         t, m, d = self.features.shape
         return t, m, d
+
+
+@dataclass
+class VideoLayout:
+    """How one video sits in a prompt, whatever the question.
+
+    placeholder: the string the chat template writes for the video (e.g. "<video>", "<|video_pad|>");
+    replacement: what the processor expands it to for this clip (every per-token placeholder, timestamps,
+                 frame separators);
+    add_special_tokens: how the processor's tokenizer call treats special tokens (found at encode time);
+    token_types: whether the processor returns `mm_token_type_ids` (0 text, 1 image, 2 video);
+    position_inputs: processor outputs the positions are computed from (Qwen: video_grid_thw, …), CPU.
+    """
+
+    placeholder: str
+    replacement: str
+    add_special_tokens: bool
+    token_types: bool
+    position_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to_meta(self) -> dict[str, Any]:
+        return {
+            "placeholder": self.placeholder,
+            "replacement": self.replacement,
+            "add_special_tokens": self.add_special_tokens,
+            "token_types": self.token_types,
+            "position_inputs": sorted(self.position_inputs),
+        }
 
 
 @dataclass
@@ -89,11 +126,12 @@ class AdapterError(VidqaError):
 
 
 class VideoAdapter:
-    """Base class for one model family. Subclasses set `model_types` and implement the three phases."""
+    """Base class for one model family: subclasses implement `visual_tokens` and `assemble`."""
 
-    model_types: ClassVar[tuple[str, ...]] = ()
     #: sampled frame counts must be a multiple of this (Qwen merges 2 frames per temporal patch)
     frame_multiple: ClassVar[int] = 1
+    #: processor outputs the positions are computed from, kept with the features
+    position_input_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: PreTrainedModel, processor: ProcessorMixin, *, identity: str = "") -> None:
         self.model = model
@@ -121,13 +159,26 @@ class VideoAdapter:
             token_id = config.video_token_index
         return int(token_id)
 
-    # -- phase 1: prompt --------------------------------------------------------------------------------
-    def prompt(self, question: str, clip: Clip) -> BatchFeature:
-        """Chat-template the question with one video and run the processor on the sampled frames."""
+    # -- phase 1: encode (question-independent) ---------------------------------------------------------
+    def chat_text(self, question: str) -> str:
+        """The chat-templated prompt for one video and one question, ready for generation."""
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def encode(self, clip: Clip) -> tuple[VisualTokens, VideoLayout]:
+        """Processor over the pixels and vision tower: the video's tokens and its place in any prompt."""
+        text = self.chat_text(PROBE_QUESTION)
+        batch = self._process(text, clip)
+        layout = self._layout(text, batch)
+        return self.visual_tokens(batch), layout
+
+    def visual_tokens(self, batch: BatchFeature) -> VisualTokens:
+        """Vision tower + projector on the processor's pixel outputs → (T, M, D)."""
+        raise NotImplementedError
+
+    def _process(self, text: str, clip: Clip) -> BatchFeature:
         from transformers.video_utils import VideoMetadata
 
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         info = clip.info
         fps = info.fps or (len(clip.times) / info.duration if info.duration else 1.0)
         total = info.num_frames or max(clip.frame_indices[-1] + 1, round(info.duration * fps))
@@ -145,17 +196,54 @@ class VideoAdapter:
             videos=[clip.frames],
             video_metadata=[metadata],
             do_sample_frames=False,
+            return_text_replacement_offsets=True,
             return_tensors="pt",
         )
 
-    # -- phase 2: encode --------------------------------------------------------------------------------
-    def encode(self, batch: BatchFeature) -> VisualTokens:
-        raise NotImplementedError
+    def _layout(self, text: str, batch: BatchFeature) -> VideoLayout:
+        """Read the expansion off the processor's output, and find how it tokenises the expanded text."""
+        videos = [o for o in batch["text_replacement_offsets"][0] if o["type"] == "video"]
+        if len(videos) != 1:
+            raise AdapterError(f"expected one expanded video in the prompt, the processor made {len(videos)}")
+        placeholder, replacement = videos[0]["text"], videos[0]["replacement"]
+        expected = batch["input_ids"]
+        expanded = text.replace(placeholder, replacement, 1)
+        for add_special in (True, False):
+            ids = self.processor.tokenizer(expanded, add_special_tokens=add_special, return_tensors="pt")
+            if torch.equal(ids["input_ids"], expected):
+                return VideoLayout(
+                    placeholder=placeholder,
+                    replacement=replacement,
+                    add_special_tokens=add_special,
+                    token_types="mm_token_type_ids" in batch,
+                    position_inputs={
+                        name: batch[name].cpu() for name in self.position_input_names if name in batch
+                    },
+                )
+        raise AdapterError("cannot reproduce the processor's tokenisation of the video prompt")
+
+    # -- phase 2: prompt (the question only) ------------------------------------------------------------
+    def prompt(self, question: str, layout: VideoLayout) -> Prompt:
+        """Token ids of the prompt for `question` about the video laid out by `layout`."""
+        text = self.chat_text(question)
+        if text.count(layout.placeholder) != 1:
+            raise UsageError(
+                f"the question must not contain the model's video placeholder {layout.placeholder}"
+            )
+        tokens = self.processor.tokenizer(
+            text.replace(layout.placeholder, layout.replacement, 1),
+            add_special_tokens=layout.add_special_tokens,
+            return_tensors="pt",
+        )
+        prompt: Prompt = {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+        if layout.token_types:
+            types = self.processor.create_mm_token_type_ids(tokens["input_ids"].tolist())
+            prompt["mm_token_type_ids"] = torch.tensor(types, dtype=torch.long)
+        prompt.update(layout.position_inputs)
+        return prompt
 
     # -- phase 3: assemble ------------------------------------------------------------------------------
-    def assemble(
-        self, batch: BatchFeature, visual: VisualTokens, keep: torch.Tensor | None
-    ) -> GenerateInputs:
+    def assemble(self, prompt: Prompt, visual: VisualTokens, keep: torch.Tensor | None) -> GenerateInputs:
         raise NotImplementedError
 
     # -- shared helpers -----------------------------------------------------------------------------------

@@ -12,15 +12,20 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from vidqa.models.base import AdapterError, GenerateInputs, VideoAdapter, VisualTokens, token_keep_mask
+from vidqa.models.base import (
+    AdapterError,
+    GenerateInputs,
+    Prompt,
+    VideoAdapter,
+    VisualTokens,
+    token_keep_mask,
+)
 
 if TYPE_CHECKING:
     from transformers import BatchFeature
 
 
 class LlavaOnevisionAdapter(VideoAdapter):
-    model_types = ("llava_onevision",)
-
     def decode_side(self) -> int | None:
         # The processor resizes frames to image_size (384); decoding at 2× that keeps resize quality.
         return 2 * int(self.model.config.vision_config.image_size)
@@ -31,7 +36,7 @@ class LlavaOnevisionAdapter(VideoAdapter):
         side = math.ceil((vision.image_size // vision.patch_size) / 2)
         return side * side
 
-    def encode(self, batch: BatchFeature) -> VisualTokens:
+    def visual_tokens(self, batch: BatchFeature) -> VisualTokens:
         config = self.model.config
         pixels = batch["pixel_values_videos"].to(self.device, self.model.dtype)  # (1, T, 3, H, W)
         num_frames = pixels.shape[1]
@@ -52,21 +57,19 @@ class LlavaOnevisionAdapter(VideoAdapter):
         side = math.isqrt(m)
         return VisualTokens(features=pooled.view(num_frames, m, -1), grid=(side, side))
 
-    def assemble(
-        self, batch: BatchFeature, visual: VisualTokens, keep: torch.Tensor | None
-    ) -> GenerateInputs:
+    def assemble(self, prompt: Prompt, visual: VisualTokens, keep: torch.Tensor | None) -> GenerateInputs:
         features = visual.features  # (T, M, D)
         newline = self.model.model.image_newline.to(features.dtype)[None]  # (1, D)
         video_embeds = torch.cat([features.flatten(0, 1), newline], dim=0)  # (T·M + 1, D)
         token_keep = token_keep_mask(keep, features.shape[0] * features.shape[1], self.device)
         visual_keep = torch.cat([token_keep, token_keep.new_ones(1)])  # the newline is always kept
-        kept = self._merge_kept(batch["input_ids"].to(self.device), video_embeds, visual_keep)
+        kept = self._merge_kept(prompt["input_ids"].to(self.device), video_embeds, visual_keep)
 
         # Kept visual tokens in the new sequence; the newline (the last placeholder) carries no frame content.
         visual_positions = kept.kept_video_mask[0].nonzero(as_tuple=True)[0][:-1]
         return GenerateInputs(
             inputs_embeds=kept.embeds,
-            attention_mask=batch["attention_mask"].to(self.device)[:, kept.seq_keep],
+            attention_mask=prompt["attention_mask"].to(self.device)[:, kept.seq_keep],
             position_ids=None,  # contiguous 0..L'-1, derived by generate from the attention mask
             visual_positions=visual_positions,
         )

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vidqa.models.base import AdapterError, GenerateInputs, VideoAdapter, VisualTokens, token_keep_mask
+from vidqa.models.base import (
+    AdapterError,
+    GenerateInputs,
+    Prompt,
+    VideoAdapter,
+    VisualTokens,
+    token_keep_mask,
+)
 
 if TYPE_CHECKING:
     from transformers import BatchFeature
@@ -32,8 +39,8 @@ def _concat_levels(deepstack: list[Any]) -> torch.Tensor:
 
 
 class QwenVLAdapter(VideoAdapter):
-    model_types = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
     frame_multiple = 2
+    position_input_names = ("video_grid_thw", "second_per_grid_ts")
 
     def decode_side(self) -> int | None:
         video_processor = getattr(self.processor, "video_processor", None)
@@ -45,7 +52,7 @@ class QwenVLAdapter(VideoAdapter):
     def merge_size(self) -> int:
         return int(self.model.config.vision_config.spatial_merge_size)
 
-    def encode(self, batch: BatchFeature) -> VisualTokens:
+    def visual_tokens(self, batch: BatchFeature) -> VisualTokens:
         grid = batch["video_grid_thw"].to(self.device)  # (1, 3): t, h, w in patches
         pixels = batch["pixel_values_videos"].to(self.device, self.model.dtype)
         out = self.model.model.get_video_features(pixels, grid, return_dict=True)
@@ -63,31 +70,29 @@ class QwenVLAdapter(VideoAdapter):
         grid_hw = (h // self.merge_size, w // self.merge_size)
         return VisualTokens(features=features.view(t, m, -1), per_token=per_token, grid=grid_hw)
 
-    def _rope_positions(self, batch: BatchFeature, input_ids: torch.Tensor) -> torch.Tensor:
+    def _rope_positions(self, prompt: Prompt, input_ids: torch.Tensor) -> torch.Tensor:
         """M-RoPE positions (3, 1, L) of the full sequence, from the model's own implementation."""
         extra = {}
-        if "second_per_grid_ts" in batch:  # Qwen2.5-VL: the time axis follows real seconds
-            extra["second_per_grid_ts"] = batch["second_per_grid_ts"]
+        if "second_per_grid_ts" in prompt:  # Qwen2.5-VL: the time axis follows real seconds
+            extra["second_per_grid_ts"] = prompt["second_per_grid_ts"]
         positions, _ = self.model.model.get_rope_index(
             input_ids,
-            mm_token_type_ids=batch["mm_token_type_ids"].to(self.device),
-            video_grid_thw=batch["video_grid_thw"].to(self.device),
-            attention_mask=batch["attention_mask"].to(self.device),
+            mm_token_type_ids=prompt["mm_token_type_ids"].to(self.device),
+            video_grid_thw=prompt["video_grid_thw"].to(self.device),
+            attention_mask=prompt["attention_mask"].to(self.device),
             **extra,
         )
         return positions
 
-    def assemble(
-        self, batch: BatchFeature, visual: VisualTokens, keep: torch.Tensor | None
-    ) -> GenerateInputs:
+    def assemble(self, prompt: Prompt, visual: VisualTokens, keep: torch.Tensor | None) -> GenerateInputs:
         t, m, _ = visual.shape
-        input_ids = batch["input_ids"].to(self.device)
-        positions = self._rope_positions(batch, input_ids)  # (3, 1, L), on the FULL sequence
+        input_ids = prompt["input_ids"].to(self.device)
+        positions = self._rope_positions(prompt, input_ids)  # (3, 1, L), on the FULL sequence
         token_keep = token_keep_mask(keep, t * m, self.device)
         kept = self._merge_kept(input_ids, visual.features.flatten(0, 1), token_keep)
         inputs = GenerateInputs(
             inputs_embeds=kept.embeds,
-            attention_mask=batch["attention_mask"].to(self.device)[:, kept.seq_keep],
+            attention_mask=prompt["attention_mask"].to(self.device)[:, kept.seq_keep],
             position_ids=positions[..., kept.seq_keep],  # survivors keep their original (t, h, w)
             visual_positions=kept.kept_video_mask[0].nonzero(as_tuple=True)[0],
         )
