@@ -306,11 +306,28 @@ def test_audio_track_is_ignored(clips: dict[str, Path]) -> None:
     assert clip.info.duration == pytest.approx(3.0, abs=0.1)
 
 
-def test_one_frame_video_repeats_its_frame(clips: dict[str, Path]) -> None:
+def test_one_frame_video_repeats_its_frame_only_to_fill_a_multiple(clips: dict[str, Path]) -> None:
     clip = load_video(clips["one_frame"], frames=1, multiple_of=2)
     assert clip.frames.shape[0] == 2
     np.testing.assert_array_equal(clip.frames[0], clip.frames[1])
-    assert any("distinct" in w for w in clip.warnings)
+    assert any("repeated to fill" in w for w in clip.warnings)
+    single = load_video(clips["one_frame"], frames=4)
+    assert single.frames.shape[0] == 1 and single.warnings  # no multiple to fill: the frame once
+
+
+@pytest.mark.parametrize(("multiple_of", "expected"), [(1, 5), (2, 4), (4, 4)])
+def test_short_clip_gives_each_frame_once(tmp_path: Path, multiple_of: int, expected: int) -> None:
+    """A real 5-frame clip asked for 8 frames: each frame once, rounded down to the frame multiple."""
+    path = synth.make_clip(
+        tmp_path / "five.mp4", seconds=0.5, fps=10, size=(64, 48), pattern="cuts", cut_every=0.1
+    )
+    truth = _truth(path)
+    assert len(truth.times) == 5
+    clip = load_video(path, frames=8, multiple_of=multiple_of)
+    assert clip.frames.shape[0] == expected == len(set(clip.times))
+    assert set(clip.times) <= set(truth.times)
+    assert len({clip.frames[i].tobytes() for i in range(expected)}) == expected  # no two frames alike
+    assert clip.warnings == [f"only 5 distinct frame(s) for the 8 asked: using {expected}, each once"]
 
 
 @pytest.mark.parametrize("name", ["truncated_mp4", "truncated_mkv"])
@@ -331,8 +348,8 @@ def test_corrupt_packets_are_skipped_and_counted(clips: dict[str, Path]) -> None
     clip = load_video(clips["corrupt"], fps=25)
     assert clip.skipped_packets == len(CORRUPT_PACKETS)
     assert f"skipped {len(CORRUPT_PACKETS)} corrupt packet(s)" in clip.warnings
-    assert clip.frames.shape[0] == 100
-    assert len(set(clip.times)) == 100 - len(CORRUPT_PACKETS)  # each bad frame's slot shows the one before
+    # each bad frame's slot would show the frame before it: that repeat is dropped, every frame comes once
+    assert clip.frames.shape[0] == len(set(clip.times)) == 100 - len(CORRUPT_PACKETS)
 
 
 @pytest.mark.parametrize(

@@ -175,7 +175,14 @@ class Engine:
 
     # -- the video's phases ----------------------------------------------------------------------------
     def sampling_for(self, sampling: SamplingSettings) -> SamplingSettings:
-        """Fill in this model's default frame count when the user gave neither --frames nor --fps."""
+        """This model's sampling: its default frame count when the user gave neither --frames nor --fps;
+        a usage error for a cap below the frames the model merges into one temporal patch."""
+        multiple = self.adapter.frame_multiple
+        if sampling.max_frames is not None and sampling.max_frames < multiple:
+            raise UsageError(
+                f"--max-frames must be at least {multiple} for this model (it reads frames in groups of "
+                f"{multiple}; got {sampling.max_frames})"
+            )
         if sampling.frames is None and sampling.fps is None:
             return sampling.with_frames(self.adapter.default_frames(self.device))
         return sampling

@@ -149,7 +149,8 @@ def load_video(
             picks = sampler.walk(targets_over(span))
         if not picks:
             raise VideoError(source, "no decodable frames")
-        return _assemble(source, stream, layout, sampler, picks, span)
+        picks, note = _each_frame_once(picks, multiple_of)
+        return _assemble(source, stream, layout, sampler, picks, span, [note] if note else [])
 
 
 # ------------------------------------------------------------------------------------ opening and layout
@@ -330,8 +331,9 @@ def _assemble(
     sampler: FrameWalker,
     picks: list[Pick],
     span: float,
+    notes: list[str],
 ) -> Clip:
-    """Stack the picks and say plainly what was unusual (truncation, skipped packets, repeats)."""
+    """Stack the picks and say plainly what was unusual (truncation, skipped packets, few frames)."""
     shapes = {p.pixels.shape for p in picks}
     if len(shapes) > 1:  # mid-stream size change: bring every frame to the first one's size
         picks = [_resize_like(p, picks[0].pixels.shape) for p in picks]
@@ -343,11 +345,11 @@ def _assemble(
     return Clip(
         path=str(source), frames=frames, times=times, frame_indices=indices, info=info,
         decoded_frames=sampler.decoded, skipped_packets=sampler.skipped,
-        warnings=_warnings(layout, sampler, times, span),
+        warnings=_warnings(layout, sampler, span) + notes,
     )  # fmt: skip
 
 
-def _warnings(layout: StreamLayout, sampler: FrameWalker, times: list[float], span: float) -> list[str]:
+def _warnings(layout: StreamLayout, sampler: FrameWalker, span: float) -> list[str]:
     notes: list[str] = []
     # Audio tracks often outlast the video by a few frames; only a real shortfall is called truncation.
     tolerance = max(0.5, 2.0 / layout.fps if layout.fps else 0.0)
@@ -357,12 +359,27 @@ def _warnings(layout: StreamLayout, sampler: FrameWalker, times: list[float], sp
         notes.append(f"reading stopped early ({sampler.failure})")
     if sampler.skipped:
         notes.append(f"skipped {sampler.skipped} corrupt packet(s)")
-    distinct = len(set(times))
-    if distinct < len(times):
-        notes.append(
-            f"only {distinct} distinct frame(s) for {len(times)} requested; some frames are repeated"
-        )
     return notes
+
+
+def _each_frame_once(picks: list[Pick], multiple_of: int) -> tuple[list[Pick], str | None]:
+    """Drop repeated frames (several targets on one frame: a short clip, a frame shown long, a corrupt
+    packet); keep a count the model accepts: rounded down to the frame multiple, spread evenly. Only a clip
+    with fewer frames than one multiple repeats its last frame (the model cannot take fewer)."""
+    distinct = list({pick.time: pick for pick in picks}.values())  # picks are time-ordered
+    count = len(distinct)
+    if count == len(picks) and count % multiple_of == 0:
+        return picks, None
+    if count < multiple_of:
+        padded = distinct + [distinct[-1]] * (multiple_of - count)
+        note = f"only {count} decodable frame(s); the last is repeated to fill the model's {multiple_of}"
+        return padded, note
+    keep = count // multiple_of * multiple_of
+    chosen = [distinct[(2 * i + 1) * count // (2 * keep)] for i in range(keep)]  # centres of keep segments
+    return (
+        chosen,
+        f"only {count} distinct frame(s) for the {len(picks)} asked: using {keep}, each once",
+    )
 
 
 def _resize_like(pick: Pick, shape: tuple[int, ...]) -> Pick:
