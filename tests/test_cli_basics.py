@@ -80,7 +80,6 @@ def test_presets_listing_has_builtin_presets() -> None:
         (["ask", "clip.mp4", "q", "--frames", "4", "--fps", "1"], "either --frames or --fps"),
         (["ask", "clip.mp4", "q", "--preset", "nope"], "unknown preset 'nope'"),
         (["ask", "clip.mp4", "q", "--json", "--jsonl"], "exclusive"),
-        (["ask", "clip.mp4", "q", "--dtype", "int3"], "invalid --dtype"),
         (
             ["ask", "clip.mp4", "q", "--attn", "flash_attention_2", "--device", "cpu"],
             "flash_attention_2 needs",

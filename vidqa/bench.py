@@ -1,75 +1,73 @@
-"""`vidqa bench`: the same video and question through several configurations, side by side.
+"""`vidqa bench`: the same video and question through several compression settings, side by side.
 
-Configurations (method × keep) run interleaved — every repeat runs each configuration once, in turn — after
-one warm-up run of each, so drift (thermal, caches, other load) hits them all alike. Every run is the whole
-item, decode to last token, with the feature cache off, and `min_new_tokens` forces equal answer lengths
-so decode speed compares fairly. Reported: medians with the min–max spread, and each configuration's
-speed-up over `none`.
+Settings run interleaved — every round runs each setting once, in turn — after one warm-up run of each, so
+drift (thermal, caches, other load) hits them all alike. Every run is the whole item, decode to last token,
+cold (the engine must have no feature cache), and `min_new_tokens` forces equal answer lengths so decode speed
+compares fairly. Reported: medians with the min–max spread, and each setting's speed-up over `none`.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidqa.compress.registry import build_compression, method_names
+from vidqa.compress.registry import Compression, build_compression, get_method
 from vidqa.errors import UsageError
+from vidqa.record import PHASES, decode_rate
 from vidqa.settings import GenerationSettings, SamplingSettings
 
-METRICS = ("decode", "vision", "compress", "prefill", "generate", "total")
 
+def configurations(
+    methods: list[str],
+    keeps: list[float],
+    *,
+    params: Mapping[str, Any] | None = None,
+    extra: list[Compression] | None = None,
+) -> tuple[list[Compression], list[str]]:
+    """Method × keep grid (+ `extra` settings, e.g. presets), with `none` first as the baseline.
 
-@dataclass(frozen=True)
-class BenchConfig:
-    method: str
-    keep: float
-
-    @property
-    def label(self) -> str:
-        return "none" if self.method == "none" else f"{self.method} {self.keep:g}"
-
-
-def configurations(methods: list[str], keeps: list[float]) -> tuple[list[BenchConfig], list[str]]:
-    """Method × keep grid: `none` once (keep 1), DyCoke only where keep ≥ 0.25; skipped ones explained."""
-    configs: list[BenchConfig] = []
+    `params` apply to every method that has a parameter of that name. A keep a method cannot reach is
+    skipped with a note (DyCoke below 0.25); keep 1 is `none`.
+    """
+    params = dict(params or {})
+    configs: list[Compression] = []
     skipped: list[str] = []
+    used: set[str] = set()
     for method in methods:
+        impl = get_method(method)  # an unknown name is a usage error
+        own = {name: value for name, value in params.items() if name in impl.Params.model_fields}
+        used |= set(own)
         if method == "none":
-            configs.append(BenchConfig("none", 1.0))
+            configs.append(build_compression("none"))
             continue
         for keep in keeps:
             if keep >= 1.0:
-                continue  # keep 1 is `none`
-            try:
-                build_compression(method, keep=keep)
-            except UsageError as exc:
-                if method not in method_names():
-                    raise
-                skipped.append(f"{method} at keep {keep:g} ({exc})")
                 continue
-            configs.append(BenchConfig(method, keep))
+            try:
+                configs.append(build_compression(method, keep=keep, params=own))
+            except UsageError as exc:
+                skipped.append(f"{method} at keep {keep:g} ({exc})")
+    if set(params) - used:
+        raise UsageError(f"-p {', '.join(sorted(set(params) - used))}: no benchmarked method has it")
+    configs += extra or []
     if not configs:
         raise UsageError("no configuration to run: check --methods and --keep")
-    if all(c.method != "none" for c in configs):
-        configs.insert(0, BenchConfig("none", 1.0))  # the baseline for speed-ups
-    return list(dict.fromkeys(configs)), skipped
+    baseline = build_compression("none")
+    return [baseline, *dict.fromkeys(c for c in configs if c != baseline)], skipped
 
 
 @dataclass
 class ConfigStats:
-    config: BenchConfig
+    config: Compression
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     def values(self, name: str) -> list[float]:
         if name == "decode_tps":
-            return [
-                (r["generated_tokens"] - 1) / r["timings"]["generate"]
-                for r in self.runs
-                if r["timings"]["generate"] > 0 and r["generated_tokens"] > 1
-            ]
+            rates = (decode_rate(r["generated_tokens"], r["timings"]["generate"]) for r in self.runs)
+            return [rate for rate in rates if rate is not None]
         if name == "peak_memory_bytes":
             return [float(r["peak_memory_bytes"]) for r in self.runs]
         return [r["timings"][name] for r in self.runs]
@@ -85,20 +83,21 @@ class ConfigStats:
     def summary(self, baseline: ConfigStats | None) -> dict[str, Any]:
         last = self.runs[-1]
         out: dict[str, Any] = {
-            "method": self.config.method,
-            "keep": self.config.keep,
+            **self.config.to_dict(),
+            "label": self.config.label,
             "visual_tokens": last["visual_tokens"],
             "generated_tokens": last["generated_tokens"],
             "repeats": len(self.runs),
         }
-        for name in (*METRICS, "decode_tps", "peak_memory_bytes"):
+        for name in (*PHASES, "decode_tps", "peak_memory_bytes"):
             low, high = self.spread(name)
             out[name] = {"median": self.median(name), "min": low, "max": high}
-        if baseline is not None:
-            out["speedup"] = {
-                name: baseline.median(name) / self.median(name) if self.median(name) > 0 else None
-                for name in ("prefill", "total")
-            }
+        out["speedup"] = {
+            name: baseline.median(name) / self.median(name)
+            if baseline is not None and self.median(name) > 0
+            else None
+            for name in ("prefill", "total")
+        }
         return out
 
 
@@ -106,29 +105,30 @@ def run_bench(
     engine: Any,
     video: str | Path,
     question: str,
-    configs: list[BenchConfig],
+    configs: list[Compression],
     *,
     sampling: SamplingSettings,
+    generation: GenerationSettings,
     repeat: int = 3,
-    max_new_tokens: int = 32,
-    min_new_tokens: int | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Warm up once per configuration, then `repeat` interleaved rounds; one summary per configuration."""
+    """Warm up once per setting, then `repeat` interleaved rounds; one summary per setting, with speed-ups
+    over the `none` setting when there is one."""
     if repeat < 1:
         raise UsageError(f"--repeat must be at least 1 (got {repeat})")
-    min_new = max_new_tokens if min_new_tokens is None else min_new_tokens
+    if engine.cache is not None:
+        raise UsageError("bench times cold items: load the engine without a feature cache")
+    for config in configs:
+        engine.validate(config)
     stats = [ConfigStats(config) for config in configs]
     for round_index in range(repeat + 1):  # round 0 is the warm-up
         for entry in stats:
             if on_progress:
                 name = "warm-up" if round_index == 0 else f"round {round_index}/{repeat}"
                 on_progress(f"{name}: {entry.config.label}")
-            compression = build_compression(entry.config.method, keep=entry.config.keep)
-            generation = GenerationSettings(max_new_tokens=max_new_tokens, min_new_tokens=min_new)
-            session = engine.session(video, compression, sampling=sampling, generation=generation)
+            session = engine.session(video, entry.config, sampling=sampling, generation=generation)
             result = session.ask(question, generation=generation)
             if round_index > 0:
                 entry.runs.append(result.to_dict())
-    baseline = next((s for s in stats if s.config.method == "none"), None)
-    return [s.summary(baseline) for s in stats]
+    baseline = next((entry for entry in stats if entry.config.method == "none"), None)
+    return [entry.summary(baseline) for entry in stats]

@@ -126,12 +126,13 @@ class FeatureCache:
     vanish under a reader are a miss. `max_bytes == 0` stores nothing (reads still work).
     """
 
-    def __init__(self, directory: str | Path, max_bytes: int = 2 * 1024**3) -> None:
+    def __init__(self, directory: str | Path, max_bytes: int = 2 * 1024**3, *, create: bool = True) -> None:
+        """create=False: only look (info, clear): a missing directory is an empty cache, nothing is made."""
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.directory = Path(directory).expanduser()
         self.max_bytes = max_bytes
-        if max_bytes > 0:
+        if max_bytes > 0 and create:
             self._ensure_writable(self.directory)
 
     # ---- public API -------------------------------------------------------------------------------
@@ -181,7 +182,10 @@ class FeatureCache:
         """Remove every entry (and stale temp dirs); returns how many entries this call removed."""
         entries, stale = self._scan()
         _remove_stale(stale)
-        return sum(_remove_entry(e.path) for e in entries)
+        removed = sum(_remove_entry(e.path) for e in entries)
+        if entries and not removed and not os.access(self.directory, os.W_OK):
+            raise CacheError(f"cannot clear the feature cache {self.directory}: it is not writable")
+        return removed
 
     # ---- writing ----------------------------------------------------------------------------------
 

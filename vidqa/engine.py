@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from vidqa.cache import FeatureCache
+    from vidqa.items import Item
     from vidqa.models.base import VideoAdapter
+    from vidqa.runner import TextCallbackFactory
 
 
 class PhaseClock:
@@ -284,7 +286,30 @@ class Engine:
         settings = self.settings(sampling, generation or GenerationSettings())
         return Session(self, encoding, compression or build_compression("none"), settings=settings)
 
+    def validate(self, compression: Compression) -> None:
+        """Refuse, before any video is read, a setting this model cannot run (e.g. DyCoke's layer)."""
+        compression.impl.validate_model(self.adapter.model, compression.params)
+
     # -- the public entry points ---------------------------------------------------------------------
+    def run(
+        self,
+        items: list[Item],
+        *,
+        compression: Compression,
+        sampling: SamplingSettings | None = None,
+        generation: GenerationSettings | None = None,
+        on_text: TextCallbackFactory | None = None,
+        prefetch: bool = True,
+    ) -> Iterator[Result]:
+        """Answer many (video, question) items, one record each, failures included (see vidqa.runner)."""
+        from vidqa.runner import run
+
+        sampling = sampling or SamplingSettings()
+        return run(
+            self, items, sampling=sampling, compression=compression, generation=generation, on_text=on_text,
+            prefetch=prefetch,
+        )  # fmt: skip
+
     def ask(
         self,
         video: str | Path,

@@ -1,13 +1,17 @@
 """The record file (`--output`, `--resume`): records that survive interruption and failure.
 
 Records are appended one whole line at a time and flushed, so an interrupted run leaves only complete
-records (a half-written last line from a hard kill is removed before appending). No torch here.
+records (a half-written last line from a hard kill is removed before appending). Resuming reads the file
+back: the newest record of an item wins, items whose newest record failed are run again, and a file written
+with other settings (model, dtype, sampling, answer length, method or any method parameter) is refused, so
+one file never mixes configurations. No torch here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +35,59 @@ def _repair_tail(path: Path) -> None:
         handle.truncate(data_start + cut + 1 if cut >= 0 else 0)
 
 
-def done_items(path: Path) -> set[tuple[str, str]]:
-    """(video, question) of every complete record in a JSONL file (unreadable lines are ignored)."""
-    done: set[tuple[str, str]] = set()
+#: What must match for records to belong to one run (beside method and params, which sit at the top level).
+SIGNATURE_SETTINGS = ("model", "dtype", "sampling", "max_new_tokens")
+
+
+def signature(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The settings that produced a record, as resume compares them (None: an older vidqa's record)."""
+    settings = record.get("settings")
+    if not isinstance(settings, dict) or not settings:
+        return None
+    return {
+        **{name: settings.get(name) for name in SIGNATURE_SETTINGS},
+        "method": record.get("method"),
+        "params": record.get("params"),
+    }
+
+
+@dataclass
+class RecordLog:
+    """What a record file holds: the newest record of each item, and the settings it was written with."""
+
+    latest: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    signatures: list[dict[str, Any] | None] = field(default_factory=list)  # distinct, in file order
+
+    @property
+    def done(self) -> set[tuple[str, str]]:
+        """Items whose newest record succeeded (a failed one is retried)."""
+        return {key for key, record in self.latest.items() if record.get("error") is None}
+
+    def check_settings(self, expected: dict[str, Any], path: Path) -> None:
+        """Refuse to resume a file whose records were made with other settings (exit 2)."""
+        for found in self.signatures:
+            if found is None:
+                raise UsageError(
+                    f"--resume: {path} holds records from an older vidqa that did not record its settings; "
+                    "write to another --output file"
+                )
+            if found != expected:
+                changed = ", ".join(
+                    f"{name} {found.get(name)!r} → {expected.get(name)!r}"
+                    for name in expected
+                    if found.get(name) != expected.get(name)
+                )
+                raise UsageError(
+                    f"--resume: {path} holds records made with other settings ({changed}); resume with the "
+                    "same settings or write to another --output file"
+                )
+
+
+def read_log(path: Path) -> RecordLog:
+    """Every complete record of a JSONL file (unreadable lines are ignored)."""
+    log = RecordLog()
     if not path.exists():
-        return done
+        return log
     with path.open(encoding="utf-8", errors="replace") as handle:
         for line in handle:
             try:
@@ -43,8 +95,11 @@ def done_items(path: Path) -> set[tuple[str, str]]:
             except json.JSONDecodeError:
                 continue
             if isinstance(record, dict) and "video" in record and "question" in record:
-                done.add((str(record["video"]), str(record["question"])))
-    return done
+                log.latest[(str(record["video"]), str(record["question"]))] = record
+                found = signature(record)
+                if found not in log.signatures:
+                    log.signatures.append(found)
+    return log
 
 
 class RecordFile:
@@ -62,8 +117,8 @@ class RecordFile:
         except OSError as exc:
             raise UsageError(f"--output {path}: {exc.strerror}") from None
 
-    def done(self) -> set[tuple[str, str]]:
-        return done_items(self.path)
+    def log(self) -> RecordLog:
+        return read_log(self.path)
 
     def write(self, record: dict[str, Any]) -> None:
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,8 +1,9 @@
 """Contact sheet for `vidqa inspect --save`: sampled frames in time order, scores, kept tokens.
 
 Each thumbnail shows the frame with the token grid laid over it: kept tokens at full brightness, dropped
-ones dimmed, so where the budget went is visible at a glance. Under it: time, budget k/M and a bar of the
-frame's uniqueness relative to the video. The most unique frames get a coloured border. Pillow only.
+ones dimmed, so where the budget went is visible at a glance. Under it: time, kept k/M and a bar of the
+method's headline score relative to the video (VidCom²: uniqueness; a method without scores: the share
+kept). The top-scoring frames get a coloured border. Pillow only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from vidqa.ui import top_frames
 
 if TYPE_CHECKING:
     from vidqa.engine import InspectReport
@@ -67,7 +70,7 @@ def render_sheet(report: InspectReport) -> Image.Image:
     _, scores = report.headline
     low, high = min(scores), max(scores)
     span = (high - low) or 1.0
-    top = set(sorted(range(count), key=lambda i: scores[i], reverse=True)[: max(1, count // 8)])
+    top = set(top_frames(scores))
     for i in range(count):
         x = MARGIN + (i % columns) * cell_w
         y = TITLE + MARGIN + (i // columns) * cell_h

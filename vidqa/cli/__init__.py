@@ -1,12 +1,11 @@
-"""The `vidqa` command: a thin Typer layer that parses and validates, calls the library, and hands results
-to `vidqa.ui`. Commands live in `ask.py` and `tools.py`; shared options and error translation in `common.py`.
+"""The `vidqa` command: a thin Typer layer that parses and validates, calls the library, and hands results to
+one output sink (`output.Reporter`). Commands live in `ask.py`, `tools.py` (inspect, bench) and `info.py`
+(methods, presets, models, cache); shared options in `options.py`; error translation in `common.py`.
 """
 
 from __future__ import annotations
 
-import sys
-
-from vidqa.cli import ask, tools  # noqa: F401 - importing registers the commands on the app
+from vidqa.cli import ask, info, tools  # noqa: F401 - importing registers the commands on the app
 from vidqa.cli.common import app
 
 __all__ = ["app", "main"]
@@ -14,8 +13,4 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.stderr.write("vidqa: interrupted\n")
-        sys.exit(130)
+    app()

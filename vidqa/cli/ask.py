@@ -1,65 +1,85 @@
-"""`vidqa ask`: inputs → items → answers streamed to stdout and records that survive failures."""
+"""`vidqa ask`: inputs → items → answers streamed to stdout, and records that survive failures."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vidqa.cli.common import (
+from vidqa.cli.common import app, fail, load_engine, sigterm_as_interrupt
+from vidqa.cli.options import (
     AttnOpt,
     CacheDirOpt,
+    CacheOptions,
+    CacheSizeOpt,
     DebugOpt,
+    DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
     FpsOpt,
     FramesOpt,
-    JsonOpt,
+    FullHashOpt,
     KeepOpt,
     MaxFramesOpt,
     MethodOpt,
     ModelOpt,
+    ModelOptions,
+    NoCacheOpt,
+    ParamOpt,
     PresetOpt,
     QuietOpt,
     RemoteCodeOpt,
     RevisionOpt,
-    app,
-    fail,
-    load_engine,
-    parse_settings,
+    compression_from_flags,
+    sampling_from_flags,
 )
+from vidqa.cli.output import Reporter
 from vidqa.errors import UsageError
 from vidqa.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from vidqa.compress.registry import Compression
     from vidqa.engine import Engine
-    from vidqa.settings import SamplingSettings
+    from vidqa.items import Item
+    from vidqa.records import RecordFile
+    from vidqa.settings import GenerationSettings, SamplingSettings
+
+
+@dataclass
+class Plan:
+    """What one `ask` run will do, worked out before any model loads."""
+
+    items: list[Item]
+    single: bool  # one named video and one question: --json prints one object
+    compression: Compression
+    sampling: SamplingSettings
+    generation: GenerationSettings
+    record_file: RecordFile | None
 
 
 @app.command()
 def ask(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
-            help="VIDEO... (files, folders, - for paths on stdin) then QUESTION, unless -q or "
-            "--questions gives the questions.",
+            metavar="VIDEO... QUESTION",
+            help="Video files, folders, or - for paths on stdin; the last one is the question unless -q or "
+            "--questions gives the questions (a per-video --questions file needs no VIDEO).",
             show_default=False,
         ),
-    ],
+    ] = None,
     question: Annotated[
-        list[str] | None, typer.Option("--question", "-q", help="A question (repeatable).")
+        list[str] | None, typer.Option("--question", "-q", metavar="QUESTION", help="A question (repeatable)")
     ] = None,
     questions_file: Annotated[
         Path | None,
         typer.Option(
             "--questions",
-            help="Questions file: one per line, or JSONL with question (+ video).",
-            show_default=False,
+            metavar="FILE",
+            help="Questions: one per line, or JSON Lines with question and optionally video.",
         ),
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
@@ -67,229 +87,219 @@ def ask(
     method: MethodOpt = None,
     keep: KeepOpt = None,
     preset: PresetOpt = None,
+    param: ParamOpt = None,
     frames: FramesOpt = None,
     fps: FpsOpt = None,
     max_frames: MaxFramesOpt = None,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest answer, in tokens.")] = 128,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", metavar="N", help="Longest answer, in tokens.")
+    ] = 128,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     attn: AttnOpt = "auto",
-    device_map: Annotated[
-        str | None,
-        typer.Option("--device-map", help="'auto' spreads a large model over several GPUs (accelerate)."),
-    ] = None,
+    device_map: DeviceMapOpt = None,
     revision: RevisionOpt = None,
     trust_remote_code: RemoteCodeOpt = False,
-    json_output: JsonOpt = False,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="JSON on stdout at the end: an array, or one object for one VIDEO and QUESTION."
+        ),
+    ] = False,
     jsonl: Annotated[
-        bool, typer.Option("--jsonl", help="One JSON record per line on stdout, as each finishes.")
+        bool, typer.Option("--jsonl", help="One JSON record per line on stdout, as each item finishes.")
     ] = False,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Append JSON records to this file instead of stdout."),
+        typer.Option("--output", "-o", metavar="FILE", help="Append JSON records to this file, not stdout."),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Skip items already recorded in --output.")
+        bool,
+        typer.Option("--resume", help="Skip the items --output already holds a successful record of."),
     ] = False,
     shard: Annotated[
-        str | None, typer.Option("--shard", help="I/N: process a stable 1/N of the items (0-based I).")
+        str | None, typer.Option("--shard", metavar="I/N", help="Run a stable 1/N of the items (0-based I).")
     ] = None,
     cache_dir: CacheDirOpt = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")
-    ] = False,
-    cache_size: Annotated[
-        str | None, typer.Option("--cache-size", help="Bound of the feature cache, e.g. 5G. [default: 2G]")
-    ] = None,
-    no_stream: Annotated[
-        bool, typer.Option("--no-stream", help="Print each answer only when complete.")
-    ] = False,
+    no_cache: NoCacheOpt = False,
+    cache_size: CacheSizeOpt = None,
+    full_hash: FullHashOpt = False,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Print each answer when complete.")] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Answer QUESTION about each VIDEO: answers stream to stdout, timings and progress go to stderr."""
-    from vidqa.ui import make_console
-
-    console = make_console(quiet=quiet)
-    try:
-        if json_output and jsonl:
-            raise UsageError("--json and --jsonl are exclusive")
-        if max_new_tokens < 1:
-            raise UsageError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
-        if resume and output is None:
-            raise UsageError("--resume needs --output FILE (the records to resume from)")
-        items = _items(inputs, question, questions_file, recursive=recursive, shard_spec=shard)
-        compression, sampling = parse_settings(
-            preset=preset, method=method, keep=keep, frames=frames, fps=fps, max_frames=max_frames
-        )
-        record_file = _record_file(output)
-        if resume:
-            done = record_file.done()
-            skipped = len(items)
-            items = [item for item in items if item.key not in done]
-            skipped -= len(items)
-            if skipped:
-                console.print(f"[dim]resuming: {skipped} item(s) already in {output}[/dim]")
-        if not items:
-            console.print("[dim]nothing to do[/dim]")
-            raise typer.Exit(0)
-        cache = _feature_cache(cache_dir, cache_size, disabled=no_cache)
-        engine = load_engine(
-            console,
-            model=model,
-            device=device,
-            dtype=dtype,
-            attn=attn,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            device_map=device_map,
-            cache=cache,
-        )
-    except typer.Exit:
-        raise
-    except Exception as exc:  # translated in one place
-        fail(exc, debug=debug, console=console)
     mode = "json" if json_output else "jsonl" if jsonl else "text"
-    failures = _run_items(
-        engine,
-        console,
-        items,
-        mode=mode,
-        record_file=record_file,
-        sampling=sampling,
-        compression=compression,
-        max_new_tokens=max_new_tokens,
-        stream=not no_stream,
-        debug=debug,
-    )
+    reporter = Reporter(quiet=quiet, mode="none" if output is not None and mode != "text" else mode)
+    plan: Plan | None = None
+    progress = {"done": 0}
+    try:
+        with sigterm_as_interrupt():
+            if json_output and jsonl:
+                raise UsageError("--json and --jsonl are exclusive")
+            plan = _plan(
+                inputs or [], question, questions_file, recursive=recursive, shard_spec=shard,
+                compression=compression_from_flags(preset=preset, method=method, keep=keep, params=param),
+                sampling=sampling_from_flags(frames=frames, fps=fps, max_frames=max_frames),
+                max_new_tokens=max_new_tokens, output=output, resume=resume,
+            )  # fmt: skip
+            reporter.single = plan.single
+            options = ModelOptions(
+                model=model, device=device, dtype=dtype, attn=attn, device_map=device_map, revision=revision,
+                trust_remote_code=trust_remote_code,
+            )  # fmt: skip
+            cache = CacheOptions(directory=cache_dir, disabled=no_cache, size=cache_size, full_hash=full_hash)
+            engine = load_engine(reporter, options, cache=cache.open(), full_hash=full_hash)
+            _check_run(engine, plan, reporter, resume=resume)
+            failures = _run_items(engine, reporter, plan, text_mode=mode == "text", stream=not no_stream,
+                                  debug=debug, progress=progress)  # fmt: skip
+    except KeyboardInterrupt as exc:
+        if plan is not None and plan.items:
+            where = "; re-run with --resume to finish (the item in progress is redone)" if output else ""
+            exc.args = (f"{progress['done']} of {len(plan.items)} item(s) done{where}",)
+        _close(reporter, plan)
+        fail(exc, reporter, debug=debug)
+    except Exception as exc:
+        _close(reporter, plan)
+        fail(exc, reporter, debug=debug)
+    _close(reporter, plan)
     raise typer.Exit(1 if failures else 0)
 
 
-def _items(
+def _close(reporter: Reporter, plan: Plan | None) -> None:
+    """Print --json's collected records (what finished, also on an interruption); close the record file."""
+    from vidqa.cli.output import StdoutClosed
+
+    try:
+        reporter.close()
+    except StdoutClosed:
+        pass
+    finally:
+        if plan is not None and plan.record_file is not None:
+            plan.record_file.close()
+
+
+def _plan(
     inputs: list[str],
     questions: list[str] | None,
     questions_file: Path | None,
     *,
     recursive: bool,
     shard_spec: str | None,
-) -> list[Any]:
-    """Command-line inputs → (video, question) items, sharded."""
-    from vidqa import items as batch
+    compression: Compression,
+    sampling: SamplingSettings,
+    max_new_tokens: int,
+    output: Path | None,
+    resume: bool,
+) -> Plan:
+    """Everything decided from the command line alone: items, settings, the record file."""
+    from vidqa import items as inputs_to_items
+    from vidqa.records import RecordFile
+    from vidqa.settings import GenerationSettings
 
+    generation = GenerationSettings(max_new_tokens=max_new_tokens)
+    if resume and output is None:
+        raise UsageError("--resume needs --output FILE (the records to resume from)")
     shared: list[str] = list(questions or [])
-    explicit: list[batch.Item] = []
+    explicit: list[Item] = []
     if questions_file is not None:
-        file_shared, explicit = batch.read_questions(questions_file)
+        file_shared, explicit = inputs_to_items.read_questions(questions_file)
         shared += file_shared
     if not shared and not explicit:
         if len(inputs) < 2:
             raise UsageError("give a video and a question: vidqa ask VIDEO QUESTION (or -q QUESTION)")
         inputs, shared = inputs[:-1], [inputs[-1]]
-    videos = batch.expand_videos(inputs, recursive=recursive, stdin=sys.stdin)
+    if shared and not inputs:
+        raise UsageError("no video given: vidqa ask VIDEO... -q QUESTION (or - for paths on stdin)")
+    videos = inputs_to_items.expand_videos(inputs, recursive=recursive, stdin=sys.stdin)
     if not videos and not explicit:
         raise UsageError(f"no video files found in {', '.join(inputs)}")
-    items = batch.build_items(videos, shared, explicit)
+    items = inputs_to_items.build_items(videos, shared, explicit)
     if shard_spec is not None:
-        index, count = batch.parse_shard(shard_spec)
-        items = batch.shard(items, index, count)
-    return items
+        index, count = inputs_to_items.parse_shard(shard_spec)
+        items = inputs_to_items.shard(items, index, count)
+    single = (
+        len(inputs) == 1 and inputs[0] != "-" and not Path(inputs[0]).is_dir() and len(shared) == 1
+        and not explicit
+    )  # fmt: skip
+    record_file = RecordFile(output) if output is not None else None
+    return Plan(items, single, compression, sampling, generation, record_file)
 
 
-def _record_file(output: Path | None) -> Any:
-    from vidqa.records import RecordFile
+def _check_run(engine: Engine, plan: Plan, reporter: Reporter, *, resume: bool) -> None:
+    """What needs the model: sampling and method limits, and that a resumed file matches these settings."""
+    from vidqa.records import signature
 
-    return RecordFile(output) if output is not None else None
-
-
-def _feature_cache(cache_dir: Path | None, cache_size: str | None, *, disabled: bool) -> Any:
-    if disabled:
-        return None
-    from vidqa.cache import FeatureCache, default_cache_dir, parse_size
-
-    size = parse_size(cache_size) if cache_size is not None else 2 * 1024**3
-    return FeatureCache(cache_dir or default_cache_dir(), max_bytes=size)
+    engine.validate(plan.compression)
+    settings = engine.settings(plan.sampling, plan.generation)  # also checks sampling against the model
+    if not resume or plan.record_file is None:
+        return
+    log = plan.record_file.log()
+    expected = signature(
+        {"settings": settings, "method": plan.compression.method,
+         "params": plan.compression.params.model_dump()}
+    )  # fmt: skip
+    assert expected is not None
+    log.check_settings(expected, plan.record_file.path)
+    done = log.done
+    before = len(plan.items)
+    plan.items = [item for item in plan.items if item.key not in done]
+    if before > len(plan.items):
+        reporter.note("resuming", f"{before - len(plan.items)} item(s) already in {plan.record_file.path}")
 
 
 def _run_items(
-    engine: Engine,
-    console: Console,
-    items: list[Any],
-    *,
-    mode: str,
-    record_file: Any,
-    sampling: SamplingSettings,
-    compression: Compression,
-    max_new_tokens: int,
-    stream: bool,
-    debug: bool = False,
-) -> int:
+    engine: Engine, reporter: Reporter, plan: Plan, *, text_mode: bool, stream: bool, debug: bool,
+    progress: dict[str, int],
+) -> int:  # fmt: skip
     """Answer every item, writing each record as it completes; returns the number of failures."""
-    import signal
+    from vidqa.ui import BatchProgress, print_summary
 
-    from vidqa import runner
-    from vidqa.settings import GenerationSettings
-    from vidqa.ui import BatchProgress, Output, print_summary, say
-
-    output = Output(mode if record_file is None or mode == "text" else "none")
-    text_mode = mode == "text"
-    several = len(items) > 1
-    progress = BatchProgress(
-        console, total=len(items), enabled=several and (not text_mode or not sys.stdout.isatty())
+    several = len(plan.items) > 1
+    on_terminal = sys.stdout.isatty()
+    bar = BatchProgress(
+        reporter.console, total=len(plan.items), enabled=several and not (text_mode and on_terminal)
     )
+    warned: set[str] = set()
 
-    def on_text(item: Any) -> Any:
+    def on_text(item: Item) -> Any:
         if not text_mode:
             return None
         if several:
-            console.print(
-                f"[bold]{item.video}[/bold] [dim]·[/dim] {item.question}", markup=True, highlight=False
-            )
-        return output.text_piece if stream else None
+            reporter.console.print(f"[bold]{item.video}[/bold] [dim]·[/dim] {item.question}", highlight=False)
+        return reporter.text if stream else None
 
-    failures = done = 0
-    # SIGTERM (schedulers, timeouts) stops like Ctrl-C: between whole records, never inside one
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    failures = 0
     try:
-        for result in runner.run(
-            engine,
-            items,
-            sampling=sampling,
-            compression=compression,
-            generation=GenerationSettings(max_new_tokens=max_new_tokens),
+        for result in engine.run(
+            plan.items, sampling=plan.sampling, compression=plan.compression, generation=plan.generation,
             on_text=on_text,
-        ):
+        ):  # fmt: skip
             record = result.to_dict()
-            done += 1
+            progress["done"] += 1
+            if result.video not in warned:
+                warned.add(result.video)
+                for warning in result.warnings:
+                    reporter.warning(f"{result.video}: {warning}")
             if result.error is not None:
                 failures += 1
                 if debug and result.exception is not None:
                     import traceback
 
-                    console.print("".join(traceback.format_exception(result.exception)), markup=False)
-                say(
-                    console,
-                    "error",
-                    result.error if result.video in result.error else f"{result.video}: {result.error}",
-                )
+                    reporter.problems.print("".join(traceback.format_exception(result.exception)))
+                where = "" if result.video in result.error else f"{result.video}: "
+                reporter.error(f"{where}{result.error}")
             elif text_mode:
                 if not stream:
-                    output.text_piece(result.answer or "")
-                output.end_answer()
-                if not several or not progress.enabled:
-                    print_summary(console, record)
-            if record_file is not None:
-                record_file.write(record)
-            output.record(record)
-            progress.advance(failed=result.error is not None)
-    except KeyboardInterrupt:
-        progress.stop()
-        where = "; re-run with --resume to finish" if record_file is not None else ""
-        say(console, "interrupted", f"{done} of {len(items)} item(s) done{where}")
-        raise typer.Exit(130) from None
+                    reporter.text(result.answer or "")
+                reporter.end_line()
+                if not several or not bar.enabled:
+                    print_summary(reporter.console, record)
+            if plan.record_file is not None:
+                plan.record_file.write(record)
+            reporter.record(record)
+            bar.advance(failed=result.error is not None)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        progress.stop()
-        if record_file is not None:
-            record_file.close()
-    output.close()
+        bar.stop()
+        reporter.end_line()
     return failures
