@@ -148,3 +148,77 @@ def test_dycoke_through_the_cli_with_a_preset_file(
 def test_keep_below_a_quarter_with_dycoke_suggests_vidcom2(model: list[str], sample_clip: Path) -> None:
     proc = vidqa_in_process("ask", str(sample_clip), "q", "--method", "dycoke", "--keep", "0.2", *model)
     assert proc.returncode == 2 and "vidcom2" in proc.stderr
+
+
+# -- errors are always visible; --quiet hides only what is for eyes -----------------------------------------
+@pytest.mark.parametrize(
+    ("args", "code", "cause"),
+    [
+        (["--keep", "0"], 2, "--keep must be"),  # usage
+        (["--preset", "nope"], 2, "unknown preset 'nope'"),  # preset
+        (["--model", "/no/such/model/folder"], 2, "does not exist"),  # model load
+        (["--method", "dycoke", "-p", "layer=9"], 2, "'layer' must be in [1, 1]"),  # needs the model
+        (["--frames", "1", "--max-frames", "1", "--model", "QWEN"], 2, "--max-frames must be at least 2"),
+    ],
+)
+def test_errors_survive_quiet(
+    model: list[str], tiny_checkpoints: dict[str, Path], sample_clip: Path, args: list[str], code: int,
+    cause: str,
+) -> None:  # fmt: skip
+    args = [str(tiny_checkpoints["qwen2_vl"]) if a == "QWEN" else a for a in args]
+    proc = vidqa_in_process("ask", str(sample_clip), "q", *model, *args, "--quiet")
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.count("vidqa: error:") == 1 and cause in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_item_errors_and_warnings_survive_quiet(model: list[str], sample_clip: Path, tmp_path: Path) -> None:
+    from vidqa.synth import make_clip
+
+    data = make_clip(tmp_path / "long.mp4", seconds=6, fps=10, size=(96, 64)).read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 2])  # the moov atom is at the front: half the frames remain
+    missing = tmp_path / "missing.mp4"
+    proc = vidqa_in_process("ask", str(missing), str(truncated), "q", *model, "--quiet", "--jsonl")
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert lines == [
+        f"vidqa: error: {missing}: no such file",
+        next(
+            line
+            for line in lines
+            if line.startswith(f"vidqa: warning: {truncated}: truncated: decoded up to")
+        ),
+    ], proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert records[1]["error"] is None and records[1]["warnings"][0].startswith("truncated:")
+
+
+@pytest.mark.parametrize("command", ["inspect", "bench"])
+def test_other_commands_keep_errors_under_quiet(model: list[str], tmp_path: Path, command: str) -> None:
+    extra = ["--methods", "none"] if command == "bench" else []
+    proc = vidqa_in_process(command, str(tmp_path / "absent.mp4"), *model[:4], *extra, "--quiet")
+    assert proc.returncode == 1 and proc.stderr.startswith("vidqa: error:") and "no such file" in proc.stderr
+
+
+def test_a_closed_stdout_stops_the_run_at_once(model: list[str], sample_clip: Path, tmp_path: Path) -> None:
+    """`vidqa ask clips/ -q q | head -1`: once the reader is gone, no further item runs."""
+    clips = []
+    for index in range(12):
+        clips.append(tmp_path / f"clip{index:02}.mp4")
+        clips[-1].write_bytes(sample_clip.read_bytes())
+    out = tmp_path / "records.jsonl"
+    exe = shutil.which("vidqa") or str(Path(sys.executable).parent / "vidqa")
+    env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}
+    proc = subprocess.Popen(
+        [exe, "ask", str(tmp_path), "-q", "q", "--method", "none", "--output", str(out), *model],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `head -1`
+    _, stderr = proc.communicate(timeout=300)
+    assert first.strip()
+    assert proc.returncode == 141, stderr
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
+    assert len(out.read_text().splitlines()) <= 2  # the answered item (and at most the one cut off)

@@ -93,8 +93,8 @@ def expand_videos(
 
 
 def read_questions(path: str | Path) -> tuple[list[str], list[Item]]:
-    """A questions file: plain text (one question per line; blank lines and `#` comments skipped), or
-    JSON Lines with `question` and optionally `video` (a per-video question).
+    """A questions file: plain text (one question per line), or JSON Lines with `question` and optionally
+    `video` (a per-video question); blank lines and `#` comment lines are skipped in both.
 
     Returns (questions for every video, explicit items).
     """
@@ -106,8 +106,9 @@ def read_questions(path: str | Path) -> tuple[list[str], list[Item]]:
             f"questions file {path}: {exc.strerror if isinstance(exc, OSError) else exc}"
         ) from None
     content = [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
+    content = [(n, line) for n, line in content if not line.startswith("#")]  # comments, in either form
     if not content or not content[0][1].startswith("{"):
-        return [line for _, line in content if not line.startswith("#")], []
+        return [line for _, line in content], []
     shared: list[str] = []
     items: list[Item] = []
     for number, line in content:

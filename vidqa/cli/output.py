@@ -21,7 +21,7 @@ from rich.console import Console
 Mode = Literal["text", "json", "jsonl", "none"]
 
 
-class StdoutClosed(Exception):
+class StdoutClosed(BrokenPipeError):
     """stdout's reader went away: nothing more can be delivered, so the run stops at once."""
 
 
