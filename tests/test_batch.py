@@ -277,18 +277,3 @@ def test_progress_bar_only_on_a_terminal() -> None:
     assert "2/2" in text and "1 failed" in text
     quiet = BatchProgress(Console(file=io.StringIO(), force_terminal=False), total=2, enabled=True)
     assert not quiet.enabled  # not a terminal: no bar (logs stay clean)
-
-
-def test_device_map_needs_accelerate(
-    tiny_checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import importlib.util
-
-    from vidqa.errors import ModelLoadError
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a)
-    )
-    with pytest.raises(ModelLoadError, match="accelerate"):
-        Engine.load(str(tiny_checkpoints["qwen2_vl"]), device="cpu", device_map="auto")

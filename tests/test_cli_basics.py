@@ -98,7 +98,7 @@ def test_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ask", "clip.mp4", "q", "--model", "nobody/no-such-model-xyz"])
     assert result.exit_code == 2
     assert "nobody/no-such-model-xyz" in result.stderr
-    assert "not in the local cache" in result.stderr or "not found" in result.stderr
+    assert "not (fully) in the local cache" in result.stderr or "not found" in result.stderr
 
 
 def test_missing_local_model_folder(tmp_path: Path) -> None:

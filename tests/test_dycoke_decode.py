@@ -554,3 +554,23 @@ def _stage_tokens(adapter: Any, inputs: Any, stage: DecodePruning) -> list[int]:
             **inputs.generate_kwargs(), max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0
         )
     return out[0].tolist()
+
+
+def test_kept_index_follows_each_layers_device() -> None:
+    """--device-map spreads layers over GPUs: the index chosen at layer L − 1 must reach every later layer's
+    device (here the meta device stands in for a second GPU)."""
+    from vidqa.compress.dycoke_decode import _gather_keys, _RequestState
+
+    state = _RequestState(
+        config_id=0, layer=1, prune=0.5, gate=0.9, visual_cpu=torch.arange(2, 6), record=False, key_length=8
+    )
+    state.set_keep_index(torch.tensor([0, 1, 3, 6, 7]))
+    other = torch.device("meta")
+    key = torch.empty(1, 2, 8, 4, device=other)
+    mask = torch.zeros(1, 1, 1, 8, dtype=torch.bool, device=other)
+    kept_key, kept_value, kept_mask = _gather_keys(state, key, key.clone(), mask)
+    assert kept_key.shape == kept_value.shape == (1, 2, 5, 4)
+    assert kept_mask is not None and kept_mask.shape == (1, 1, 1, 5)
+    assert state.index_on[other].device == other and state.keep_index.device.type == "cpu"
+    state.set_keep_index(None)
+    assert state.index_on == {}  # a new step forgets the old copies

@@ -128,10 +128,15 @@ def test_two_checkpoints_written_in_turn_to_one_folder_differ(tmp_path: Path) ->
     assert folder_digest(folder) != before  # a processor setting changes the identity too
 
 
-def test_model_identity_prefers_the_resolved_commit_for_hub_ids(tmp_path: Path) -> None:
-    class Config:
-        _commit_hash = "0123abcd"
-
-    assert model_identity("org/model", Config()) == "hub:org/model@0123abcd"
+def test_model_identity_is_the_snapshot_commit_for_hub_ids(tmp_path: Path, hermetic_hf_env: Path) -> None:
+    repo = hermetic_hf_env / "hub" / "models--org--model"
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("b" * 40)
+    assert model_identity("org/model") == f"hub:org/model@{'b' * 40}"  # main → the commit it points at
+    assert model_identity("org/model", "main") == f"hub:org/model@{'b' * 40}"
+    assert model_identity("org/model", "a" * 40) == f"hub:org/model@{'a' * 40}"
     (tmp_path / "config.json").write_text("{}")
-    assert model_identity(str(tmp_path), Config()).startswith("folder:")
+    assert model_identity(str(tmp_path)).startswith("folder:")

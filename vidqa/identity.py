@@ -12,7 +12,8 @@ Video files (`file_identity`):
   touches; costs one read of the whole file per process (memoised per path, size, mtime and inode).
 
 Models (`model_identity`):
-- a hub id: the snapshot commit transformers resolved (never a branch name such as `main`, which moves);
+- a hub id: the snapshot commit the revision resolves to in the hub cache (never a branch name such as
+  `main`, which moves);
 - a local folder: a digest of its contents: every small file (configs, processor and tokenizer files, chat
   template) in full, and for each weight file its name, size, safetensors header and first and last MiB of
   data. Two checkpoints written in turn to the same folder therefore never share cache entries.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -68,15 +70,28 @@ def _hash_ends(digest: Any, path: Path, size: int, *, skip: int = 0) -> None:
         digest.update(handle.read(BLOCK))
 
 
-def model_identity(source: str, config: Any) -> str:
+def model_identity(source: str, revision: str | None = None) -> str:
     """The identity of a loaded model: `hub:<id>@<commit>`, or `folder:<digest>` for a local folder."""
     folder = Path(source).expanduser()
     if folder.is_dir():
         return "folder:" + folder_digest(folder)
-    commit = getattr(config, "_commit_hash", None)
-    if commit:
-        return f"hub:{source}@{commit}"
-    return f"hub:{source}@unknown"  # not seen in practice: transformers resolves the commit of every download
+    commit = hub_commit(source, revision)
+    if commit is None:  # not in the hub cache layout we know: fall back to the loaded files themselves
+        raise ValueError(f"cannot find the cached snapshot of {source} to identify it")
+    return f"hub:{source}@{commit}"
+
+
+def hub_commit(repo_id: str, revision: str | None) -> str | None:
+    """The snapshot commit a hub model (branch, tag or commit `revision`) resolves to in the local cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    match = (
+        re.search(r"snapshots/([0-9a-f]{40})/", str(path).replace(os.sep, "/"))
+        if isinstance(path, str)
+        else None
+    )
+    return match.group(1) if match else None
 
 
 def folder_digest(folder: Path) -> str:

@@ -100,6 +100,7 @@ class _RequestState:
     visual: torch.Tensor | None = None  # (V,) on the model device, created at the first decode step
     previous: torch.Tensor | None = None  # (V,) float32 scores of the previous decode step
     keep_index: torch.Tensor | None = None  # (N',) key positions layers >= L see this step; None = all
+    index_on: dict[torch.device, torch.Tensor] = field(default_factory=dict)  # keep_index per layer device
     key_length: int = 0  # N, the cache length of the current step
     decode_steps: int = 0
     pruned_steps: int = 0
@@ -113,8 +114,19 @@ class _RequestState:
     def start_request(self) -> None:
         """A prefill: nothing of an earlier sequence may carry over (the reference leaks `previous`)."""
         self.previous = None
-        self.keep_index = None
+        self.set_keep_index(None)
         self.key_length = 0
+
+    def set_keep_index(self, index: torch.Tensor | None) -> None:
+        self.keep_index = index
+        self.index_on = {} if index is None else {index.device: index}
+
+    def keep_index_on(self, device: torch.device) -> torch.Tensor:
+        """This step's kept key positions on `device`: with --device-map layers live on several GPUs."""
+        assert self.keep_index is not None
+        if device not in self.index_on:
+            self.index_on[device] = self.keep_index.to(device)
+        return self.index_on[device]
 
 
 @dataclass
@@ -243,7 +255,7 @@ def _decide_step(
         raise DecodePruningError(f"DyCoke decode pruning needs batch size 1 (got {query.shape[0]})")
     num_keys = int(key.shape[2])
     state.key_length = num_keys
-    state.keep_index = None
+    state.set_keep_index(None)
     step = state.decode_steps
     state.decode_steps += 1
     if state.num_visual == 0:
@@ -257,7 +269,7 @@ def _decide_step(
     if pruned:
         keep = int(state.num_visual * (1 - state.prune))  # the reference's formula, float rounding included
         kept_visual = visual[torch.topk(scores, keep).indices]  # (k,)
-        state.keep_index = keep_index(num_keys, visual, kept_visual)
+        state.set_keep_index(keep_index(num_keys, visual, kept_visual))
         state.pruned_steps += 1
         state.visual_attended += keep
     recorded = kept_visual.sort().values.cpu() if state.record and kept_visual is not None else None
@@ -329,10 +341,10 @@ def _gather_keys(
             f"layer cache holds {key.shape[2]} keys but layer {state.layer - 1} scored {state.key_length}: "
             "caches whose layers hold different positions (sliding windows) are not supported"
         )
-    index = state.keep_index
+    index = state.keep_index_on(key.device)
     if mask is not None:
-        mask = mask[..., : state.key_length].index_select(-1, index)
-    return take_keys(key, index), take_keys(value, index), mask
+        mask = mask[..., : state.key_length].index_select(-1, state.keep_index_on(mask.device))
+    return take_keys(key, index), take_keys(value, state.keep_index_on(value.device)), mask
 
 
 def take_keys(states: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

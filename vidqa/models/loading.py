@@ -1,8 +1,15 @@
 """Load a checkpoint (alias, hub id or local folder) with clear errors, and pick device, dtype, attention.
 
+A hub model is first loaded from the local cache alone (no network: no update check that stalls when
+offline). When anything is missing — never downloaded, or a download interrupted part-way — vidqa checks
+in a few seconds that the hub answers and then downloads, resuming partial files; an unreachable hub is
+one clear error within seconds instead of half a minute of retries. Weights load straight onto the target
+device (no host-RAM copy of a 7B model).
+
 Every failure a user can hit — offline and not cached, gated, unknown id, missing folder, unsupported
 architecture, flash-attention requested but absent — becomes one `ModelLoadError` that says which and how
-to fix it. `trust_remote_code` stays off unless the caller asks for it.
+to fix it (recognised by the hub's exception types, not by message text). `trust_remote_code` stays off
+unless the caller asks for it.
 """
 
 from __future__ import annotations
@@ -86,34 +93,63 @@ def resolve_attn(attn: str, device: torch.device, dtype: torch.dtype) -> str:
     return attn
 
 
+#: Seconds to wait for the hub to answer before saying it cannot be reached.
+HUB_PROBE_TIMEOUT = 3.0
+
+
 def _load_error(name: str, model_id: str, exc: BaseException) -> ModelLoadError:
-    """Translate hub/transformers exceptions into one actionable message."""
-    kind = type(exc).__name__
-    text = str(exc)
+    """Translate hub/transformers exceptions (looked up along the `__cause__` chain) into one message."""
+    from huggingface_hub import errors as hub
+
     label = f"'{name}'" if name == model_id else f"'{name}' ({model_id})"
-    if kind == "GatedRepoError" or "gated repo" in text.lower():
+    chain = _causes(exc)
+    if any(isinstance(e, hub.GatedRepoError) for e in chain):
         return ModelLoadError(
             f"model {label} is gated: accept its licence on the hub, then log in with `hf auth login`"
         )
-    if (
-        kind in ("RepositoryNotFoundError", "RevisionNotFoundError")
-        or "is not a valid model identifier" in text
-    ):
+    if any(isinstance(e, hub.RevisionNotFoundError) for e in chain):
+        return ModelLoadError(f"model {label}: no such revision on the hub (check --revision)")
+    if any(
+        isinstance(e, hub.RepositoryNotFoundError) for e in chain
+    ) or "is not a valid model identifier" in str(exc):
         return ModelLoadError(
             f"model {label} not found on the hub (check the spelling, or give a local folder or an alias: "
             f"`vidqa models`)"
         )
-    if (
-        kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled")
-        or "couldn't connect" in text.lower()
-        or ("cached files" in text and "offline" in text.lower())
-    ):
-        return ModelLoadError(
-            f"model {label} is not in the local cache and the hub cannot be reached: connect to the internet "
-            f"once to download it, or pass a local folder with --model"
-        )
-    first_line = text.strip().splitlines()[0] if text.strip() else kind
+    if any(isinstance(e, (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled)) for e in chain):
+        return _offline_error(label)
+    text = str(exc).strip()
+    first_line = text.splitlines()[0] if text else type(exc).__name__
     return ModelLoadError(f"cannot load model {label}: {first_line}")
+
+
+def _offline_error(label: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"model {label} is not (fully) in the local cache and the hub cannot be reached: connect to the "
+        f"internet once to download it, or pass a local folder with --model"
+    )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
+    """Does the hub answer within `timeout` seconds? (No retries: this only decides whether to try.)"""
+    from huggingface_hub import constants, get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # DNS, connect, TLS, timeout: all mean "not now"
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -142,41 +178,46 @@ def load_adapter(
     device_map: str | None = None,
 ) -> VideoAdapter:
     """Load config → adapter class → processor → model, on `device` in `dtype` with `attn`."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
-
-    if device_map is not None and importlib.util.find_spec("accelerate") is None:
-        raise ModelLoadError("--device-map needs the accelerate package: pip install 'vidqa[multi-gpu]'")
     model_id = resolve_model_id(name)
     looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
     if looks_local and not Path(name).expanduser().is_dir():
         raise ModelLoadError(f"model folder '{name}' does not exist")
     source = str(Path(name).expanduser()) if looks_local else model_id
     options: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    placement = {"device_map": device_map} if device_map else {"device_map": {"": str(device)}}
+    if device.type == "cpu" and not device_map:
+        placement = {}  # CPU is where weights are made anyway; no accelerate round trip needed
+    label = f"'{name}'" if name == model_id else f"'{name}' ({model_id})"
     try:
-        # Cached files first: a model already downloaded loads without touching the network (no update
-        # check that stalls ~20 s in retries when offline); only a cache miss goes to the hub.
-        config = AutoConfig.from_pretrained(source, local_files_only=True, **options)
-        options["local_files_only"] = True
-    except (OSError, ValueError):
-        config = None
-    try:
-        config = config or AutoConfig.from_pretrained(source, **options)
+        if looks_local:
+            return _load(source, options, dtype=dtype, attn=attn, placement=placement, show_bars=False)
+        try:  # everything from the local cache, without touching the network
+            return _load(
+                source, {**options, "local_files_only": True}, dtype=dtype, attn=attn, placement=placement,
+                show_bars=False,
+            )  # fmt: skip
+        except OSError:  # something is missing: never downloaded, or a download cut short
+            if not hub_reachable():
+                raise _offline_error(label) from None
+        return _load(source, options, dtype=dtype, attn=attn, placement=placement, show_bars=True)
     except (OSError, ValueError) as exc:
         raise _load_error(name, model_id, exc) from exc
-    adapter_cls = adapter_class(getattr(config, "model_type", "unknown"))
-    local = bool(options.get("local_files_only")) or Path(source).is_dir()
-    try:
-        # Download bars are useful; a "Loading weights" bar for files already on disk is noise.
-        with _progress_bars(enabled=not local):
-            processor = AutoProcessor.from_pretrained(source, **options)
-            model = AutoModelForImageTextToText.from_pretrained(
-                source, config=config, dtype=dtype, attn_implementation=attn, device_map=device_map, **options
-            )
-    except (OSError, ValueError) as exc:
-        raise _load_error(name, model_id, exc) from exc
-    if device_map is None:
-        model = model.to(device)
-    model.eval()
+
+
+def _load(
+    source: str, options: dict[str, Any], *, dtype: torch.dtype, attn: str, placement: dict[str, Any],
+    show_bars: bool,
+) -> VideoAdapter:  # fmt: skip
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
     from vidqa.identity import model_identity
 
-    return adapter_cls(model, processor, identity=model_identity(source, config))
+    config = AutoConfig.from_pretrained(source, **options)
+    adapter_cls = adapter_class(getattr(config, "model_type", "unknown"))
+    with _progress_bars(enabled=show_bars):  # download bars are useful; a bar for files on disk is noise
+        processor = AutoProcessor.from_pretrained(source, **options)
+        model = AutoModelForImageTextToText.from_pretrained(
+            source, config=config, dtype=dtype, attn_implementation=attn, **placement, **options
+        )
+    model.eval()
+    return adapter_cls(model, processor, identity=model_identity(source, options.get("revision")))
