@@ -66,6 +66,6 @@ def test_inspect_cli_json_and_contact_sheet(
     assert human.stderr.count("/16") == 8
 
 
-def test_inspect_rejects_bad_save_path(tiny_checkpoints: dict[str, Path], sample_clip: Path) -> None:
-    result = CliRunner().invoke(app, ["inspect", str(sample_clip), "--save", "sheet.jpg"])
+def test_inspect_rejects_bad_save_path() -> None:
+    result = CliRunner().invoke(app, ["inspect", "clip.mp4", "--save", "sheet.jpg"])
     assert result.exit_code == 2 and "PNG" in result.stderr

@@ -6,11 +6,9 @@ These tests also pin the transformers surfaces vidqa builds on (placeholder coun
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ import huggingface_hub.constants as hf_constants
 import numpy as np
 import pytest
 import torch
-import transformers
 from transformers import AutoModelForImageTextToText, AutoProcessor, BatchFeature
 
 from tests.tiny_models import (
@@ -94,14 +91,11 @@ def test_environment_is_offline_and_hermetic(hermetic_hf_env: Path) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_checkpoint_is_small_and_loads_fast(family: str, tiny_checkpoints: dict[str, Path]) -> None:
+def test_checkpoint_is_small(family: str, tiny_checkpoints: dict[str, Path]) -> None:
     directory = tiny_checkpoints[family]
     size = sum(f.stat().st_size for f in directory.iterdir())
     assert size < 1_000_000
-    start = time.perf_counter()
     processor, model = load(directory)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 3.0, f"{family} took {elapsed:.2f}s to load"
     assert model.config.model_type == family
     assert sum(p.numel() for p in model.parameters()) < 200_000
     assert model.generation_config.eos_token_id == processor.tokenizer.eos_token_id
@@ -308,42 +302,3 @@ def test_manual_feature_merge_reproduces_forward(family: str, loaded: Loaded) ->
         manual = model.lm_head(hidden)
         reference = model(**inputs).logits
     torch.testing.assert_close(manual, reference)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_report_api_facts(family: str, loaded: Loaded) -> None:
-    """Prints (pytest -s) the API facts the adapters use; asserts the ones they cannot live without."""
-    processor, model = loaded[family]
-    inputs = video_inputs(processor, tiny_frames(NUM_FRAMES))
-    inner = model.model
-    assert processor.video_token_id == model.config.video_token_id
-    facts = {
-        "transformers": transformers.__version__,
-        "input keys": sorted(inputs.keys()),
-        "video token": f"{processor.video_token!r} id={processor.video_token_id}",
-        "get_video_features": str(inspect.signature(inner.get_video_features)),
-    }
-    if family == "llava_onevision":
-        facts["config video id attr"] = "video_token_index (alias video_token_id)"
-        assert model.config.video_token_index == model.config.video_token_id
-        out = inner.get_video_features(inputs["pixel_values_videos"])
-        facts["video features"] = f"{type(out).__name__}.pooler_output {tuple(out.pooler_output.shape)}"
-    else:
-        out = inner.get_video_features(
-            inputs["pixel_values_videos"], inputs["video_grid_thw"], return_dict=True
-        )
-        facts["config video id attr"] = "video_token_id"
-        facts["video features"] = (
-            f"{type(out).__name__}.pooler_output {type(out.pooler_output).__name__} of "
-            f"{[tuple(t.shape) for t in out.pooler_output]}"
-        )
-        if hasattr(out, "deepstack_features"):
-            levels = out.deepstack_features
-            facts["deepstack"] = f"{type(levels).__name__}[{len(levels)}] of {type(levels[0]).__name__}"
-        rope_params = inspect.signature(inner.get_rope_index).parameters
-        facts["get_rope_index"] = str(inspect.signature(inner.get_rope_index))
-        required = [n for n, p in rope_params.items() if p.default is p.empty and p.kind is not p.VAR_KEYWORD]
-        assert "mm_token_type_ids" in required
-    print(f"\n[{family}]")
-    for key, value in facts.items():
-        print(f"  {key}: {value}")

@@ -13,9 +13,6 @@ import pytest
 import torch
 
 from vidqa.compress.vidcom2 import (
-    ALPHAS,
-    CHANNEL_KEEP,
-    TAU,
     frame_budgets,
     frame_weights,
     low_variance_channels,
@@ -161,12 +158,6 @@ def test_spec_vectors_match_plain_version() -> None:
         budgets, kept, _ = plain_vidcom2(x, keep)
         assert select(x, keep=keep).budgets.tolist() == budgets
         assert _as_lists(select(x, keep=keep).indices) == kept
-
-
-def test_constants_are_the_reference_codes() -> None:
-    assert TAU == 0.01
-    assert ALPHAS == (1 / 8, 1 / 4, 1 / 2, 1, 2)
-    assert CHANNEL_KEEP == 0.5
 
 
 # --- invariants ------------------------------------------------------------------------------------------

@@ -482,6 +482,11 @@ class DecodePruning:
     def __enter__(self) -> DecodePruning:
         if self._token is not None:
             raise UsageError("this DecodePruning is already active; use one per request")
+        if getattr(self.model.generation_config, "cache_implementation", None) in (
+            "static",
+            "offloaded_static",
+        ):
+            raise UsageError("DyCoke decode pruning needs a dynamic KV cache, not a static one")
         register()
         self._state = self._new_state()
         _switch_on(self.model)

@@ -31,6 +31,8 @@ METHOD_MODULES: dict[str, str] = {
     "dycoke": "vidqa.compress.dycoke",
 }
 _REGISTERED: dict[str, Method] = {}
+#: What runs when nothing says otherwise, in the CLI (the `vidcom2` preset) and the Python API alike.
+DEFAULT_METHOD = "vidcom2"
 
 
 def method_names() -> list[str]:

@@ -18,9 +18,9 @@ import contextlib
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from vidqa.errors import ModelLoadError, UsageError
+from vidqa.errors import ModelLoadError, UsageError, is_out_of_memory
 from vidqa.models import adapter_class, resolve_model_id
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
     from vidqa.models.base import VideoAdapter
 
-AttnChoice = Literal["auto", "sdpa", "flash_attention_2", "eager"]
 _DTYPES = {
     "float32": "float32",
     "fp32": "float32",
@@ -202,6 +201,13 @@ def load_adapter(
         return _load(source, options, dtype=dtype, attn=attn, placement=placement, show_bars=True)
     except (OSError, ValueError) as exc:
         raise _load_error(name, model_id, exc) from exc
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise ModelLoadError(
+                f"out of GPU memory while loading {label}: choose a smaller model, --dtype bfloat16, or "
+                "--device-map auto to spread it over several GPUs"
+            ) from exc
+        raise
 
 
 def _load(

@@ -107,6 +107,12 @@ class QwenVLAdapter(VideoAdapter):
         prefill_length = visual_pos_masks.shape[1]
 
         def inject(_module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            if any(
+                isinstance(a, torch.Tensor) and a.dim() == 3 and a.shape[1] == prefill_length for a in args
+            ):
+                # transformers passed the prefill's embeddings positionally: injecting by keyword would be
+                # silently skipped, so fail loudly instead of answering without the deepstack features
+                raise AdapterError("Qwen3-VL language model called positionally: cannot inject deepstack")
             embeds = kwargs.get("inputs_embeds")
             if (
                 embeds is not None
