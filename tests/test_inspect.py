@@ -69,3 +69,33 @@ def test_inspect_cli_json_and_contact_sheet(
 def test_inspect_rejects_bad_save_path() -> None:
     result = CliRunner().invoke(app, ["inspect", "clip.mp4", "--save", "sheet.jpg"])
     assert result.exit_code == 2 and "PNG" in result.stderr
+
+
+def test_inspect_shows_the_chosen_methods_kept_tokens(
+    tiny_checkpoints: dict[str, Path], sample_clip: Path, tmp_path: Path
+) -> None:
+    from vidqa.compress import dycoke
+
+    args = [
+        "inspect",
+        str(sample_clip),
+        "--model",
+        str(tiny_checkpoints["llava_onevision"]),
+        "--device",
+        "cpu",
+    ]
+    result = CliRunner().invoke(
+        app, [*args, "--frames", "8", "--method", "dycoke", "--keep", "0.5", "--json"], env={"NO_COLOR": "1"}
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["method"] == "dycoke" and data["params"]["prune"] == dycoke.prune_for_keep(0.5)
+    budgets = [frame["budget"] for frame in data["frames"]]
+    kept_per_pruned_frame = int((1 - dycoke.prune_for_keep(0.5)) * 16)
+    assert budgets == [16, *[kept_per_pruned_frame] * 3] * 2  # anchors whole, every 4th frame
+    assert all(len(frame["kept"]) == frame["budget"] for frame in data["frames"])
+    assert "uniqueness" not in data["frames"][0]  # DyCoke defines no per-frame score
+    none = CliRunner().invoke(
+        app, [*args, "--frames", "8", "--method", "none", "--json"], env={"NO_COLOR": "1"}
+    )
+    assert [frame["budget"] for frame in json.loads(none.stdout)["frames"]] == [16] * 8

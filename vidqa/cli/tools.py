@@ -82,7 +82,6 @@ def inspect(
             )  # fmt: skip
             cache = CacheOptions(directory=cache_dir, disabled=no_cache, size=cache_size, full_hash=full_hash)
             engine = load_engine(reporter, options, cache=cache.open(), full_hash=full_hash)
-            engine.validate(compression)
             with reporter.status(f"reading {video} and encoding frames"):
                 report = engine.inspect_setting(video, compression, sampling=sampling)
             if save is not None:
