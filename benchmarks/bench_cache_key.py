@@ -1,7 +1,7 @@
 """What identifying a video for the feature cache costs: the whole-file hash (vidqa ≤ 0.1, now `--full-hash`)
 against the quick identity (size, mtime, inode, first and last MiB), on a large file.
 
-    python benchmarks/bench_cache_key.py --size 2G [--dir /scratch]
+    python -m benchmarks.bench_cache_key --size 2G [--dir /scratch]
 
 Writes a file of the given size (random blocks, so nothing compresses or deduplicates), then times both in
 the same run, each with the file's pages in the OS cache ("warm") and after asking the OS to drop them

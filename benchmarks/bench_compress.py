@@ -11,7 +11,7 @@ The features are synthetic but not white noise: scenes of 8 frames share a base 
 noise, so frames differ in uniqueness the way video frames do (timings barely depend on the values).
 
 Run with vidqa importable (`pip install -e .` or `PYTHONPATH=.`):
-    python benchmarks/bench_compress.py --frames 32,64 --repeat 7
+    python -m benchmarks.bench_compress --frames 32,64 --repeat 7
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ every step scores and gathers everything: pure overhead). Stage 2 keeps the whol
 lower peak memory; what it changes is decode time: one float32 score row at layer L − 1 and a host sync
 per step, against attention over (1 − P) of the visual keys at layers ≥ L.
 
-Run: `python benchmarks/bench_dycoke_decode.py --visual 2960 6272 --threads 1` (`--micro` for table 1 only).
+Run: `python -m benchmarks.bench_dycoke_decode --visual 2960 6272 --threads 1` (`--micro` for table 1 only).
 """
 
 from __future__ import annotations
@@ -238,9 +238,18 @@ def run_loops(args: argparse.Namespace, visual: int) -> dict[str, list[float]]:
 # -- driver ------------------------------------------------------------------------------------------------
 def run_config(argv: list[str], name: str, visual: int) -> Any:
     """One worker in a fresh interpreter; its last stdout line is the JSON result."""
-    script = str(Path(__file__).resolve())
-    command = [sys.executable, script, *argv, "--worker", name, "--visual", str(visual)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    root = Path(__file__).resolve().parent.parent
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_dycoke_decode",
+        *argv,
+        "--worker",
+        name,
+        "--visual",
+        str(visual),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=root)
     if done.returncode != 0:
         raise SystemExit(f"{name} (visual={visual}) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

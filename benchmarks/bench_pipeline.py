@@ -18,9 +18,9 @@ the first token — at that configuration's LLM input length L. Pairing matters:
 speed drifts by ~20 % over minutes, so numbers taken minutes apart do not compare. The two speed-ups side by
 side show what vidqa adds around the LLM; `assemble` is also timed alone.
 
-Run with vidqa importable (`pip install -e .` or `PYTHONPATH=.`):
-    python benchmarks/bench_pipeline.py --model llava-ov-cpu --frames 16            # CPU
-    python benchmarks/bench_pipeline.py --model llava-ov-7b --frames 32,64 --device cuda
+Run from the repository root with vidqa installed:
+    python -m benchmarks.bench_pipeline --model llava-ov-cpu --frames 16            # CPU
+    python -m benchmarks.bench_pipeline --model llava-ov-7b --frames 32,64 --device cuda
 Peak memory on CPU is the process's peak RSS (a high-water mark: every configuration after the largest one
 shows the same value); on CUDA it is each item's peak allocated memory.
 """
@@ -39,13 +39,13 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import real_shapes  # a sibling script in benchmarks/, not a package
-
+from benchmarks import real_shapes
 from vidqa import Engine, synth
-from vidqa.bench import BenchConfig, run_bench
-from vidqa.engine import EncodedVideo
-from vidqa.settings import METHOD_PARAMS, CompressionSettings, SamplingSettings
+from vidqa.bench import run_bench
+from vidqa.compress.registry import Compression, build_compression
+from vidqa.encoding import VideoEncoding
+from vidqa.errors import UsageError
+from vidqa.settings import GenerationSettings, SamplingSettings
 
 QUESTION = "describe the video in one sentence."
 
@@ -93,18 +93,19 @@ def load_engine(args: argparse.Namespace, device: torch.device) -> tuple[Engine,
     return engine, folder, built
 
 
-def bench_configs(engine: Engine, keeps: list[float], dycoke_keep: float) -> list[BenchConfig]:
-    """none, VidCom² at each keep, DyCoke at its keep; DyCoke's stage 2 needs layer L < the LLM's depth."""
-    layers = engine.adapter.model.config.get_text_config().num_hidden_layers
-    if int(METHOD_PARAMS["dycoke"]["layer"]) >= layers:
-        raise SystemExit(
-            f"DyCoke layer {METHOD_PARAMS['dycoke']['layer']} needs more than {layers} LLM layers"
-        )
-    return [
-        BenchConfig("none", 1.0),
-        *(BenchConfig("vidcom2", k) for k in keeps),
-        BenchConfig("dycoke", dycoke_keep),
+def bench_configs(engine: Engine, keeps: list[float], dycoke_keep: float) -> list[Compression]:
+    """none, VidCom² at each keep, DyCoke at its keep (stage 2 on: its layer must fit the LLM)."""
+    configs = [
+        build_compression("none"),
+        *(build_compression("vidcom2", keep=k) for k in keeps),
+        build_compression("dycoke", keep=dycoke_keep),
     ]
+    try:
+        for config in configs:
+            engine.validate(config)
+    except UsageError as exc:
+        raise SystemExit(str(exc)) from None
+    return configs
 
 
 def _load() -> float:
@@ -118,12 +119,6 @@ def _sync(device: torch.device) -> None:
 
 
 # -- plain transformers on the same token counts -------------------------------------------------------
-def _compression(cfg: BenchConfig) -> CompressionSettings:
-    return CompressionSettings.build(
-        method=cfg.method, keep=None if cfg.method == "none" else cfg.keep, params={}
-    )
-
-
 @torch.inference_mode()
 def raw_forward_seconds(model: Any, embeds: torch.Tensor) -> float:
     """Plain transformers: the first-token forward `generate` runs, on `embeds` (1, L, D)."""
@@ -136,11 +131,11 @@ def raw_forward_seconds(model: Any, embeds: torch.Tensor) -> float:
 
 
 def paired_prefill(
-    engine: Engine, encoded: EncodedVideo, configs: list[BenchConfig], lengths: list[int], repeat: int
+    engine: Engine, encoding: VideoEncoding, configs: list[Compression], lengths: list[int], repeat: int
 ) -> list[dict[str, list[float]]]:
     """vidqa's prefill and the raw LLM forward at the same length, side by side in every round.
 
-    vidqa: `Engine.answer` with one new token (its `prefill` timing: assemble + generate's first step, the
+    vidqa: `Session.ask` with one new token (its `prefill` timing: assemble + generate's first step, the
     decode stage entered as in a real item; the selection is cached, so no compression time). raw: random
     embeddings of the configuration's LLM input length. One warm-up round, then `repeat` rounds that run
     every configuration once each way, so drift in machine speed hits both sides alike.
@@ -153,9 +148,11 @@ def paired_prefill(
         for n in lengths
     ]  # (1, L, D) each
     times: list[dict[str, list[float]]] = [{"vidqa": [], "raw": []} for _ in configs]
+    sessions = [engine.session(encoding, cfg) for cfg in configs]
+    one_token = GenerationSettings(max_new_tokens=1)
     for round_index in range(repeat + 1):
-        for cfg, x, out in zip(configs, embeds, times, strict=True):
-            result = engine.answer(encoded.clip.path, QUESTION, encoded, _compression(cfg), max_new_tokens=1)
+        for session, x, out in zip(sessions, embeds, times, strict=True):
+            result = session.ask(QUESTION, generation=one_token)
             raw = raw_forward_seconds(model, x)
             if round_index > 0:
                 out["vidqa"].append(result.timings.prefill)
@@ -164,16 +161,17 @@ def paired_prefill(
 
 
 @torch.inference_mode()
-def assemble_seconds(engine: Engine, encoded: EncodedVideo, cfg: BenchConfig, n: int) -> float:
+def assemble_seconds(engine: Engine, encoding: VideoEncoding, cfg: Compression, n: int) -> float:
     """Median seconds of the adapter's `assemble` (embed, scatter the visual tokens, drop) for one setting."""
-    selection = engine.select(encoded.visual, _compression(cfg))
-    t, m, _ = encoded.visual.shape
+    selection = cfg.select(encoding.visual.features)
+    t, m, _ = encoding.visual.shape
     keep_mask = None if selection.kept == t * m else selection.mask(m)
+    prompt = engine.adapter.prompt(QUESTION, encoding.layout)
     times = []
     for _ in range(n + 1):
         _sync(engine.device)
         start = time.perf_counter()
-        engine.adapter.assemble(encoded.batch, encoded.visual, keep_mask)
+        engine.adapter.assemble(prompt, encoding.visual, keep_mask)
         _sync(engine.device)
         times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
@@ -200,30 +198,27 @@ def run_frames(engine: Engine, video: Path, frames: int, args: argparse.Namespac
         QUESTION,
         configs,
         sampling=sampling,
+        generation=GenerationSettings(max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens),
         repeat=args.repeat,
-        max_new_tokens=args.max_new_tokens,
         on_progress=progress,
     )
     bench_seconds = time.perf_counter() - start
-    encoded = engine.encode(video, QUESTION, sampling)
-    full = int(encoded.batch["input_ids"].shape[1])  # text + every visual token (+ LLaVA's newline)
+    encoding = engine.encode_video(video, sampling)
+    prompt = engine.adapter.prompt(QUESTION, encoding.layout)
+    full = int(prompt["input_ids"].shape[1])  # text + every visual token (+ LLaVA's newline)
     for summary in summaries:
         dropped = summary["visual_tokens"]["total"] - summary["visual_tokens"]["kept"]
         summary["llm_input_length"] = full - dropped
     lengths = [s["llm_input_length"] for s in summaries]
-    paired = paired_prefill(engine, encoded, configs, lengths, args.raw_repeat)
+    paired = paired_prefill(engine, encoding, configs, lengths, args.raw_repeat)
     for cfg, summary, times in zip(configs, summaries, paired, strict=True):
         summary["paired_prefill"] = {"vidqa": _stats(times["vidqa"]), "raw": _stats(times["raw"])}
-        summary["assemble"] = assemble_seconds(engine, encoded, cfg, args.raw_repeat)
+        summary["assemble"] = assemble_seconds(engine, encoding, cfg, args.raw_repeat)
     load = [min(loads), max(loads)] if loads else None
     return {"frames": frames, "bench_seconds": bench_seconds, "load_1min": load, "summaries": summaries}
 
 
 # -- tables --------------------------------------------------------------------------------------------
-def _label(s: dict[str, Any]) -> str:
-    return "none" if s["method"] == "none" else f"{s['method']} {s['keep']:g}"
-
-
 def _spread(metric: dict[str, float]) -> str:
     return f"{metric['median']:.3f} ({metric['min']:.3f}–{metric['max']:.3f})"
 
@@ -238,7 +233,7 @@ def stage_table(run: dict[str, Any]) -> str:
         speed = s.get("speedup", {})
         share = 100 * s["compress"]["median"] / s["total"]["median"] if s["total"]["median"] else 0.0
         rows.append(
-            f"| {_label(s)} | {s['visual_tokens']['kept']} / {s['visual_tokens']['total']} "
+            f"| {s['label']} | {s['visual_tokens']['kept']} / {s['visual_tokens']['total']} "
             f"| {s['decode']['median']:.3f} | {s['vision']['median']:.3f} | {s['compress']['median']:.4f} "
             f"| {_spread(s['prefill'])} | {s['decode_tps']['median']:.1f} | {_spread(s['total'])} "
             f"| {s['peak_memory_bytes']['median'] / 2**30:.2f} GiB "
@@ -257,7 +252,7 @@ def raw_table(run: dict[str, Any]) -> str:
     for s in run["summaries"]:
         raw, ours = s["paired_prefill"]["raw"]["median"], s["paired_prefill"]["vidqa"]["median"]
         rows.append(
-            f"| {_label(s)} | {s['llm_input_length']} | {raw:.3f} | {base['raw']['median'] / raw:.2f} "
+            f"| {s['label']} | {s['llm_input_length']} | {raw:.3f} | {base['raw']['median'] / raw:.2f} "
             f"| {ours:.3f} | {base['vidqa']['median'] / ours:.2f} | {1000 * (ours - raw):.0f} "
             f"| {1000 * s['assemble']:.1f} |"
         )

@@ -1,33 +1,42 @@
 """What reuse buys: a second question on the same video, and a cached video vs a cold one.
 
 Runs on the real-geometry CPU model (`real_shapes.py llava-ov-cpu`, or any `--model` folder) and the
-synthetic bench clip, interleaving rounds:
-- cold: empty feature cache — decode + vision + select + prefill + generate;
-- second question: another question about the video already encoded in memory (`Engine.answer` on the same
-  `EncodedVideo`): decode, vision and selection are skipped;
-- cached: a fresh encode of the same file with the on-disk cache warm (`cached: true`): decode and vision
-  are replaced by a cache read plus the prompt rebuild.
+synthetic bench clip, interleaving rounds (round 0 warms up):
+- cold: empty feature cache: decode + vision + cache write + prompt + select + prefill + generate;
+- second question: another question in the same session (`Session.ask` on the encoded video): decode,
+  vision and selection are skipped, only the question is tokenised;
+- cached: a new session on the same file with the on-disk cache warm (`cached: true`): a cache read
+  replaces decode and vision.
 
-    python benchmarks/bench_reuse.py --work-dir /tmp/vidqa-bench --frames 16 --repeat 3
+Time to first answer token (TTFT) is every phase before the first answer token: decode or cache read,
+vision, cache write, prompt, compress and prefill (model load excluded).
+
+    python -m benchmarks.bench_reuse --frames 16 --repeat 3 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import torch
-from bench_pipeline import synthetic_clip
-from real_shapes import ensure_checkpoint
 
+from benchmarks.bench_pipeline import synthetic_clip
+from benchmarks.real_shapes import ensure_checkpoint
 from vidqa.cache import FeatureCache
+from vidqa.compress.registry import build_compression
 from vidqa.engine import Engine
-from vidqa.settings import CompressionSettings, SamplingSettings
+from vidqa.record import PHASES, Result
+from vidqa.settings import GenerationSettings, SamplingSettings
+
+BEFORE_FIRST_TOKEN = ("decode", "cache_read", "vision", "cache_write", "prompt", "compress", "prefill")
+
+
+def ttft(result: Result) -> float:
+    """Seconds before the first answer token: every phase up to and including prefill."""
+    return sum(getattr(result.timings, name) for name in BEFORE_FIRST_TOKEN)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,38 +57,43 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.model) if Path(args.model).is_dir() else ensure_checkpoint(args.model, args.work_dir)
     video = synthetic_clip(args.work_dir, 20.0)
     sampling = SamplingSettings(frames=args.frames)
-    compression = CompressionSettings.build(method="vidcom2", keep=args.keep, params={})
-    tokens = {"max_new_tokens": args.max_new_tokens, "min_new_tokens": args.max_new_tokens}
+    compression = build_compression("vidcom2", keep=args.keep)
+    generation = GenerationSettings(max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens)
+    names = ("cold", "second question", "cached")
+    totals: dict[str, list[float]] = {name: [] for name in names}
+    firsts: dict[str, list[float]] = {name: [] for name in names}
+    last: dict[str, Result] = {}
     with tempfile.TemporaryDirectory() as cache_dir:
         cache = FeatureCache(cache_dir, max_bytes=10**10)
         engine = Engine.load(str(folder), device="cpu", cache=cache)
-        times: dict[str, list[float]] = {"cold": [], "second question": [], "cached": []}
-        for round_index in range(args.repeat + 1):  # round 0 warms up
+        for round_index in range(args.repeat + 1):
             cache.clear()
-            encoded = engine.encode(video, "What happens?", sampling)
-            cold = engine.answer(video, "What happens?", encoded, compression, **tokens)
-            second = engine.answer(video, "Who is there?", encoded, compression, **tokens)
-            cached_encoded = engine.encode(video, "What happens?", sampling)
-            cached = engine.answer(video, "What happens?", cached_encoded, compression, **tokens)
-            assert cached.cached and not cold.cached and second.cached
+            session = engine.session(video, compression, sampling=sampling, generation=generation)
+            cold = session.ask("What happens?", generation=generation)
+            second = session.ask("Who is there?", generation=generation)
+            cached = engine.session(video, compression, sampling=sampling, generation=generation).ask(
+                "What happens?", generation=generation
+            )
+            assert cached.cached and not cold.cached and not second.cached and second.skipped
             if round_index:
-                for name, result in (("cold", cold), ("second question", second), ("cached", cached)):
-                    times[name].append(result.timings.total)
-                last = {"cold": cold, "second question": second, "cached": cached}
+                for name, result in zip(names, (cold, second, cached), strict=True):
+                    totals[name].append(result.timings.total)
+                    firsts[name].append(ttft(result))
+                    last[name] = result
     print(
         f"model {folder.name}, {args.frames} frames, vidcom2 keep {args.keep}, {args.max_new_tokens} tokens, "
         f"median of {args.repeat}, torch threads {torch.get_num_threads()}"
     )
-    print("| item | total s (median) | decode s | vision s | compress s | prefill s | generate s | vs cold |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    cold_median = statistics.median(times["cold"])
-    for name, values in times.items():
-        t = last[name].timings
-        median = statistics.median(values)
-        print(
-            f"| {name} | {median:.3f} | {t.decode:.3f} | {t.vision:.3f} | {t.compress:.4f} | {t.prefill:.3f} "
-            f"| {t.generate:.3f} | {cold_median / median:.2f}× |"
-        )
+    shown = [name for name in PHASES if name != "total"]
+    print(f"| item | TTFT s | TTFT vs cold | total s | {' | '.join(shown)} |")
+    print("| --- | ---: | ---: | ---: |" + " ---: |" * len(shown))
+    cold_first = statistics.median(firsts["cold"])
+    for name in names:
+        timings = last[name].timings
+        first = statistics.median(firsts[name])
+        phases = " | ".join(f"{getattr(timings, phase):.3f}" for phase in shown)
+        total = statistics.median(totals[name])
+        print(f"| {name} | {first:.3f} | {100 * first / cold_first:.1f} % | {total:.3f} | {phases} |")
     return 0
 
 

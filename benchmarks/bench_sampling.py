@@ -15,7 +15,7 @@ Prints a markdown table: clip, frames, method, median wall and CPU seconds over 
 frames (for transformers: up to its last index, which its PyAV reader decodes sequentially).
 
 Run with vidqa importable (`pip install -e .` or `PYTHONPATH=.`):
-    python benchmarks/bench_sampling.py --clips-dir ~/.cache/vidqa-bench --frames 8,32,64 --repeat 3
+    python -m benchmarks.bench_sampling --clips-dir ~/.cache/vidqa-bench --frames 8,32,64 --repeat 3
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ Where each value comes from (checked with the search tool; "verified" = read in 
   VIDEO_MIN/MAX_PIXELS (verified in its docs) and transformers' Qwen2VLVideoProcessor defaults; the image
   processor bounds 3136 .. 12845056 are the hub preprocessor_config.json values (from memory; unverified).
 
-CLI: `python benchmarks/real_shapes.py NAME OUT_DIR [--dtype D] [--device cuda] [--seed N]`.
+CLI: `python -m benchmarks.real_shapes NAME OUT_DIR [--dtype D] [--device cuda] [--seed N]`.
 The 7B shapes are meant for a GPU (~16 GB of bf16 weights); on a CPU build them on `meta` only
 (`build_on_meta`) to inspect shapes and parameter counts.
 """

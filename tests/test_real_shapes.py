@@ -7,29 +7,13 @@ discovers a broken checkpoint after minutes of setup.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 
+from benchmarks import real_shapes as rs
 from vidqa import Engine, synth
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _load_real_shapes() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("real_shapes", BENCHMARKS / "real_shapes.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("real_shapes", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-rs = _load_real_shapes()
 
 
 def _text(config: object) -> object:
