@@ -6,6 +6,7 @@ Owns the recipes (config + processor + tokenizer + chat template) for four build
 - `llava-ov-0.5b`  llava-hf/llava-onevision-qwen2-0.5b-ov-hf shapes (SigLIP-so400m 26 layers + Qwen2-0.5B).
 - `llava-ov-7b`    llava-hf/llava-onevision-qwen2-7b-ov-hf shapes (SigLIP-so400m 26 layers + Qwen2-7B).
 - `qwen2.5-vl-7b`  Qwen/Qwen2.5-VL-7B-Instruct shapes (32-block windowed ViT + Qwen2.5-7B with M-RoPE).
+- `qwen3-vl-8b`    Qwen/Qwen3-VL-8B-Instruct shapes (27-block ViT with deepstack + Qwen3-8B text).
 - `llava-ov-cpu`   the CPU benchmark model: LLaVA-OneVision with the REAL video geometry (SigLIP at 384 px,
                    patch 14 -> 27x27 patches -> bilinear pooling to 14x14 = 196 tokens per frame, the real
                    processor settings, token ids and 152000-entry vocabulary) but a small vision tower
@@ -51,6 +52,18 @@ Where each value comes from (checked with the search tool; "verified" = read in 
   VIDEO_MIN/MAX_PIXELS (verified in its docs) and transformers' Qwen2VLVideoProcessor defaults; the image
   processor bounds 3136 .. 12845056 are the hub preprocessor_config.json values (from memory; unverified).
 
+- Qwen3-VL-8B-Instruct (text 4096/12288/36 layers/32 heads/8 KV heads/head_dim 128, vocab 151936, rope theta
+  5e6 with interleaved mrope_section [24, 20, 20], max positions 262144, untied; vision depth 27, width 1152,
+  MLP 4304, 16 heads, patch 16, merge 2, temporal patch 2, out 4096, deepstack [8, 16, 24], 2304 position
+  embeddings; token ids 151652/151653/151655/151656; image pixels 65536 .. 16777216, video pixels
+  4096 .. 25165824 over the whole clip): from two verbatim copies of its config.json and its processor
+  files, cross-checked against GGUF metadata and an exact parameter count of 8.767 B from the upstream
+  tensors (research notes of this session; the official files were not readable directly).
+
+Every recipe also has a `tiny` variant (`build_model(name, tiny=True)`): the same processor, geometry, token
+ids and vocabulary, with a 4-layer, 64-wide LLM and a 1–2 layer, 32-wide vision tower, so scripts that need
+the real pipeline (benchmarks/gpu_check.py --dry-run) run in seconds on a CPU.
+
 CLI: `python -m benchmarks.real_shapes NAME OUT_DIR [--dtype D] [--device cuda] [--seed N]`.
 The 7B shapes are meant for a GPU (~16 GB of bf16 weights); on a CPU build them on `meta` only
 (`build_on_meta`) to inspect shapes and parameter counts.
@@ -84,6 +97,10 @@ from transformers import (
     Qwen2_5_VLProcessor,
     Qwen2VLImageProcessor,
     Qwen2VLVideoProcessor,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLProcessor,
+    Qwen3VLVideoProcessor,
 )
 
 # --- token ids of the real tokenizers -----------------------------------------------------------------
@@ -114,6 +131,16 @@ LLAVA_CHAT_TEMPLATE = (
     "{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+QWEN3_CHAT_TEMPLATE = (  # Qwen3-VL's template writes no default system prompt
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 QWEN_CHAT_TEMPLATE = (
     "{% if messages[0]['role'] != 'system' %}"
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
@@ -139,6 +166,7 @@ class Recipe:
     model_class: type[PreTrainedModel]
     default_dtype: str  # what the real checkpoint ships in (bf16 on GPU); the CPU model uses float32
     gpu_sized: bool  # ~16 GB of weights: build on a GPU, or on `meta` only
+    tiny: Callable[[], PretrainedConfig]  # the same geometry with a tiny LLM and vision tower (dry runs)
 
 
 # --- tokenizer ----------------------------------------------------------------------------------------
@@ -301,6 +329,87 @@ def qwen25_vl_7b_config() -> Qwen2_5_VLConfig:
     )
 
 
+def qwen3_vl_8b_config() -> Qwen3VLConfig:
+    text = dict(
+        vocab_size=151936,
+        hidden_size=4096,
+        intermediate_size=12288,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        hidden_act="silu",
+        max_position_embeddings=262144,
+        rms_norm_eps=1e-6,
+        rope_parameters={
+            "rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [24, 20, 20],
+            "mrope_interleaved": True,
+        },
+        tie_word_embeddings=False,
+        eos_token_id=IM_END,
+        pad_token_id=ENDOFTEXT,
+    )  # fmt: skip
+    vision = dict(
+        depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16, patch_size=16, spatial_merge_size=2,
+        temporal_patch_size=2, out_hidden_size=4096, deepstack_visual_indexes=[8, 16, 24],
+        num_position_embeddings=2304, hidden_act="gelu_pytorch_tanh", in_channels=3,
+    )  # fmt: skip
+    return _qwen3_vl(text, vision)
+
+
+def _qwen3_vl(text: dict[str, Any], vision: dict[str, Any]) -> Qwen3VLConfig:
+    return Qwen3VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=QWEN_IMAGE_PAD,
+        video_token_id=QWEN_VIDEO_PAD,
+        vision_start_token_id=QWEN_VISION_START,
+        vision_end_token_id=QWEN_VISION_END,
+        tie_word_embeddings=bool(text["tie_word_embeddings"]),
+    )
+
+
+# --- tiny variants: real geometry and token ids, toy widths ------------------------------------------------
+TINY_TEXT = dict(hidden=64, mlp=128, layers=4, heads=4, kv_heads=2)  # DyCoke's default L = 3 fits 4 layers
+TINY_MROPE = [2, 3, 3]  # sums to head_dim / 2 = 8
+
+
+def tiny_llava(vocab: int) -> LlavaOnevisionConfig:
+    text = qwen2_text(vocab=vocab, tied=True, **TINY_TEXT)
+    return llava_onevision_config(text, siglip_vision(hidden=32, mlp=64, layers=1, heads=2))
+
+
+def tiny_qwen25_vl() -> Qwen2_5_VLConfig:
+    config = qwen25_vl_7b_config()
+    text = qwen2_text(vocab=152064, tied=False, **TINY_TEXT)
+    text.pop("model_type")
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": TINY_MROPE}
+    vision = config.vision_config.to_dict()
+    vision.update(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                  fullatt_block_indexes=[1])  # fmt: skip
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **_qwen_ids(), tie_word_embeddings=False)
+
+
+def tiny_qwen3_vl() -> Qwen3VLConfig:
+    text = qwen3_vl_8b_config().text_config.to_dict()
+    text.update(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16)  # fmt: skip
+    text["rope_parameters"] = {**text["rope_parameters"], "mrope_section": TINY_MROPE}
+    vision = qwen3_vl_8b_config().vision_config.to_dict()
+    vision.update(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                  deepstack_visual_indexes=[0, 1])  # fmt: skip
+    return _qwen3_vl(text, vision)
+
+
+def _qwen_ids() -> dict[str, int]:
+    return dict(
+        image_token_id=QWEN_IMAGE_PAD,
+        video_token_id=QWEN_VIDEO_PAD,
+        vision_start_token_id=QWEN_VISION_START,
+        vision_end_token_id=QWEN_VISION_END,
+    )
+
+
 # --- processors ---------------------------------------------------------------------------------------
 def llava_onevision_processor(tok: PreTrainedTokenizerFast) -> LlavaOnevisionProcessor:
     side = {"height": SIGLIP_IMAGE, "width": SIGLIP_IMAGE}
@@ -333,6 +442,21 @@ def qwen25_vl_processor(tok: PreTrainedTokenizerFast) -> Qwen2_5_VLProcessor:
     )
 
 
+def qwen3_vl_processor(tok: PreTrainedTokenizerFast) -> Qwen3VLProcessor:
+    geometry = dict(patch_size=16, temporal_patch_size=2, merge_size=2)
+    norm = dict(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    return Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(
+            size={"shortest_edge": 65536, "longest_edge": 16777216}, **geometry, **norm
+        ),
+        video_processor=Qwen3VLVideoProcessor(
+            size={"shortest_edge": 4096, "longest_edge": 25165824}, **geometry, **norm
+        ),
+        tokenizer=tok,
+        chat_template=QWEN3_CHAT_TEMPLATE,
+    )
+
+
 RECIPES: dict[str, Recipe] = {
     "llava-ov-0.5b": Recipe(
         "llava-ov-0.5b",
@@ -342,6 +466,7 @@ RECIPES: dict[str, Recipe] = {
         LlavaOnevisionForConditionalGeneration,
         "bfloat16",
         gpu_sized=False,
+        tiny=lambda: tiny_llava(152000),
     ),
     "llava-ov-7b": Recipe(
         "llava-ov-7b",
@@ -351,6 +476,7 @@ RECIPES: dict[str, Recipe] = {
         LlavaOnevisionForConditionalGeneration,
         "bfloat16",
         gpu_sized=True,
+        tiny=lambda: tiny_llava(152128),
     ),
     "qwen2.5-vl-7b": Recipe(
         "qwen2.5-vl-7b",
@@ -360,6 +486,17 @@ RECIPES: dict[str, Recipe] = {
         Qwen2_5_VLForConditionalGeneration,
         "bfloat16",
         gpu_sized=True,
+        tiny=tiny_qwen25_vl,
+    ),
+    "qwen3-vl-8b": Recipe(
+        "qwen3-vl-8b",
+        "Qwen/Qwen3-VL-8B-Instruct",
+        qwen3_vl_8b_config,
+        lambda tok: qwen3_vl_processor(tok),
+        Qwen3VLForConditionalGeneration,
+        "bfloat16",
+        gpu_sized=True,
+        tiny=tiny_qwen3_vl,
     ),
     "llava-ov-cpu": Recipe(
         "llava-ov-cpu",
@@ -369,6 +506,7 @@ RECIPES: dict[str, Recipe] = {
         LlavaOnevisionForConditionalGeneration,
         "float32",
         gpu_sized=False,
+        tiny=lambda: tiny_llava(152000),
     ),
 }
 NAMES = tuple(RECIPES)
@@ -381,11 +519,8 @@ def recipe(name: str) -> Recipe:
 
 
 def tokenizer_for(name: str) -> PreTrainedTokenizerFast:
-    return (
-        qwen_vl_tokenizer()
-        if recipe(name).model_class is Qwen2_5_VLForConditionalGeneration
-        else llava_tokenizer()
-    )
+    qwen = (Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration)
+    return qwen_vl_tokenizer() if recipe(name).model_class in qwen else llava_tokenizer()
 
 
 # --- building -----------------------------------------------------------------------------------------
@@ -409,13 +544,14 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def build_model(
-    name: str, *, dtype: str | None = None, device: str = "cpu", seed: int = 0
+    name: str, *, dtype: str | None = None, device: str = "cpu", seed: int = 0, tiny: bool = False
 ) -> PreTrainedModel:
-    """Random weights of the recipe's shapes, initialised directly on `device` in `dtype`.
+    """Random weights of the recipe's shapes (or its tiny variant), made directly on `device` in `dtype`.
 
     The same seed gives the same weights on the same device; the global RNG is left untouched.
     """
     rec = recipe(name)
+    make_config = rec.tiny if tiny else rec.config
     torch_dtype = _dtype(dtype or rec.default_dtype)
     devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
     previous = torch.get_default_dtype()
@@ -424,7 +560,7 @@ def build_model(
         torch.set_default_dtype(torch_dtype)  # initialise in the target dtype: no float32 copy of 7B
         try:
             with torch.device(device):
-                model = rec.model_class(rec.config())
+                model = rec.model_class(make_config())
         finally:
             torch.set_default_dtype(previous)
     return model.eval()

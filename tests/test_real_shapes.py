@@ -135,3 +135,38 @@ def test_cpu_checkpoint_loads_and_answers(tmp_path: Path) -> None:
     assert record["visual_tokens"]["total"] == 2 * 196
     assert record["visual_tokens"]["kept"] < record["visual_tokens"]["total"]
     assert engine.adapter.model.config.get_text_config().num_hidden_layers == 8
+
+
+def test_qwen3_vl_8b_has_the_published_shapes() -> None:
+    config = rs.qwen3_vl_8b_config()
+    text, vision = _text(config), config.vision_config
+    assert (text.hidden_size, text.intermediate_size, text.num_hidden_layers) == (4096, 12288, 36)
+    assert (text.num_attention_heads, text.num_key_value_heads, text.head_dim) == (32, 8, 128)
+    assert text.rope_parameters["mrope_section"] == [24, 20, 20] and not text.tie_word_embeddings
+    assert (vision.depth, vision.hidden_size, vision.out_hidden_size) == (27, 1152, 4096)
+    assert vision.deepstack_visual_indexes == [8, 16, 24] and vision.patch_size == 16
+    assert 8.76e9 < rs.parameter_count(rs.build_on_meta("qwen3-vl-8b")) < 8.78e9  # 8.767 B upstream
+
+
+def test_gpu_check_dry_run_writes_its_table(tmp_path: Path) -> None:
+    """The prepared GPU command, on tiny shapes of the same three families, on the CPU."""
+    import json
+
+    from benchmarks import gpu_check
+
+    assert gpu_check.main(["--dry-run", "--out", str(tmp_path), "--frames", "4", "--repeat", "1",
+                           "--max-new-tokens", "3"]) == 0  # fmt: skip
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    rows = report["rows"]
+    assert [r["model"] for r in rows] == [m for m in gpu_check.MODELS for _ in range(4)]
+    assert {r["label"] for r in rows} == {"none", "vidcom2 0.25", "vidcom2 0.15", "dycoke 0.475"}
+    for row in rows:
+        assert (
+            row["generated_tokens"] == 3
+            and row["prefill"]["median"] > 0
+            and row["peak_memory_bytes"]["median"] > 0
+        )
+        if row["method"] != "none":
+            assert row["visual_tokens"]["kept"] < row["visual_tokens"]["total"]
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert table.count("| qwen3-vl-8b | 4 |") == 4 and "prefill ×" in table
