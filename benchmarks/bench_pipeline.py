@@ -11,7 +11,7 @@ Per-stage table (medians of the rounds): decode, vision, compress, prefill, deco
 memory, prefill and total speed-ups over none, and compression as a share of the end-to-end total.
 
 Then "plain transformers on the same token counts", paired: in each of `--raw-repeat` rounds (after a
-warm-up round) every configuration runs vidqa's prefill (`Engine.answer` with one new token on the encoded
+warm-up round) every configuration runs vidqa's prefill (`Session.ask` with one new token on the encoded
 video: assemble + generate's first step, DyCoke's decode stage entered) and, right after, the bare LLM
 forward `model(inputs_embeds=random (1, L, D), use_cache=True, logits_to_keep=1)` — what `generate` runs for
 the first token — at that configuration's LLM input length L. Pairing matters: on a shared VM the machine's
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(stage_table(run))
         print(
-            "\nPrefill, paired: vidqa (`Engine.answer`, 1 new token) and plain transformers "
+            "\nPrefill, paired: vidqa (`Session.ask`, 1 new token) and plain transformers "
             f"(forward on random embeddings of the same length), interleaved, {args.raw_repeat} rounds:\n"
         )
         print(raw_table(run))
