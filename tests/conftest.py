@@ -63,9 +63,12 @@ def single_torch_thread() -> Iterator[None]:
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One tiny offline checkpoint per supported family, built once per session: {family: directory}."""
     from tests.tiny_models import FAMILIES, build_tiny_checkpoint
+    from tests.tiny_recent import RECENT_FAMILIES, build_recent_checkpoint
 
     root = tmp_path_factory.mktemp("tiny_checkpoints")
-    return {family: build_tiny_checkpoint(family, root / family) for family in FAMILIES}
+    built = {family: build_tiny_checkpoint(family, root / family) for family in FAMILIES}
+    built.update({family: build_recent_checkpoint(family, root / family) for family in RECENT_FAMILIES})
+    return built
 
 
 # --- Synthetic clips -------------------------------------------------------------------------------------

@@ -562,8 +562,9 @@ def test_kept_index_follows_each_layers_device() -> None:
     from vidqa.compress.dycoke_decode import _gather_keys, _RequestState
 
     state = _RequestState(
-        config_id=0, layer=1, prune=0.5, gate=0.9, visual_cpu=torch.arange(2, 6), record=False, key_length=8
-    )
+        config_id=0, layer=1, ordinals={0: 0, 1: 1}, prune=0.5, gate=0.9, visual_cpu=torch.arange(2, 6),
+        record=False, key_length=8,
+    )  # fmt: skip
     state.set_keep_index(torch.tensor([0, 1, 3, 6, 7]))
     other = torch.device("meta")
     key = torch.empty(1, 2, 8, 4, device=other)

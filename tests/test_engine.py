@@ -9,7 +9,7 @@ from unittest.mock import patch
 import pytest
 import torch
 
-from tests.tiny_models import FAMILIES
+from tests.tiny_recent import ALL_FAMILIES
 from vidqa.compress.registry import build_compression
 from vidqa.record import PHASES
 from vidqa.settings import GenerationSettings, SamplingSettings
@@ -47,7 +47,7 @@ def stock_answer(engine: Any, video: Path, question: str, frames: int, max_new_t
     return out[0, batch["input_ids"].shape[1] :].tolist()
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_keep_everything_is_identical_to_plain_generate(
     engines: dict, sample_clip: Path, family: str
 ) -> None:
@@ -70,7 +70,7 @@ def test_keep_everything_is_identical_to_plain_generate(
         assert result.generated_tokens == len(stock)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_prompt_ids_equal_the_processors_for_any_question(
     engines: dict, sample_clip: Path, family: str
 ) -> None:
@@ -87,7 +87,7 @@ def test_prompt_ids_equal_the_processors_for_any_question(
                 assert torch.equal(prompt[name], expected[name]), (question, name)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_record_schema_and_timings(engines: dict, sample_clip: Path, family: str) -> None:
     pieces: list[str] = []
     result = engines[family].ask(

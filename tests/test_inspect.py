@@ -9,13 +9,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.tiny_models import FAMILIES
+from tests.tiny_recent import ALL_FAMILIES
 from vidqa.cli import app
 from vidqa.compress import vidcom2
 from vidqa.settings import SamplingSettings
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_engine_inspect_matches_vidcom2_on_the_same_features(
     engines: dict, sample_clip: Path, family: str
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.tiny_models import FAMILIES
+from tests.tiny_recent import ALL_FAMILIES
 from vidqa.compress import dycoke, vidcom2
 from vidqa.settings import SamplingSettings
 
@@ -29,7 +29,7 @@ def _prepare(engine, clip: Path, keep: float):
     return encoding, prompt, selection, selection.mask(m), t, m
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("keep", [0.25, 0.6])
 def test_kept_tokens_and_positions(engines: dict, sample_clip: Path, family: str, keep: float) -> None:
     engine = engines[family]
@@ -44,23 +44,33 @@ def test_kept_tokens_and_positions(engines: dict, sample_clip: Path, family: str
     assert kept.visual_positions.numel() == selection.kept
     assert full.visual_positions.numel() == t * m
 
-    # The kept visual embeddings are exactly the selected features, in order.
     features = visual.features.flatten(0, 1)[mask.flatten()]
-    kept_visual = kept.inputs_embeds[0, kept.visual_positions]
-    torch.testing.assert_close(kept_visual, features.to(kept_visual.dtype))
-
-    # Every non-visual token survives (text, template, Qwen3-VL timestamps, the LLaVA newline), in order.
     full_text = torch.ones(full.length, dtype=torch.bool)
     full_text[full.visual_positions] = False
     kept_text = torch.ones(kept.length, dtype=torch.bool)
     kept_text[kept.visual_positions] = False
-    torch.testing.assert_close(kept.inputs_embeds[0, kept_text], full.inputs_embeds[0, full_text])
+    if kept.inputs_embeds is not None:
+        # The kept visual embeddings are exactly the selected features, in order.
+        kept_visual = kept.inputs_embeds[0, kept.visual_positions]
+        torch.testing.assert_close(kept_visual, features.to(kept_visual.dtype))
+        # Every non-visual token survives (text, timestamps, frame labels, the LLaVA newline), in order.
+        torch.testing.assert_close(kept.inputs_embeds[0, kept_text], full.inputs_embeds[0, full_text])
+    else:  # Gemma 4: kept ids, the kept features handed over beside them, the token types cut alike
+        assert torch.equal(kept.input_ids[0, kept_text], full.input_ids[0, full_text])
+        (handed,) = kept.extra["mm_encoder_outputs"]["video"].pooler_output
+        torch.testing.assert_close(handed, features)
+        types = kept.extra["mm_token_type_ids"][0]
+        assert torch.equal(types[kept.visual_positions], torch.full_like(kept.visual_positions, 2))
+        assert int(types[kept_text].sum()) == 0
 
-    if family == "llava_onevision":
-        assert kept.position_ids is None  # contiguous positions after dropping
-        newline = adapter.model.model.image_newline
-        after_video = int(kept.visual_positions[-1]) + 1
-        torch.testing.assert_close(kept.inputs_embeds[0, after_video], newline.to(kept.inputs_embeds.dtype))
+    if kept.position_ids is None:  # 1-D families: positions re-indexed 0..L'-1 by generate
+        assert full.position_ids is None
+        if family == "llava_onevision":
+            newline = adapter.model.model.image_newline
+            after_video = int(kept.visual_positions[-1]) + 1
+            torch.testing.assert_close(
+                kept.inputs_embeds[0, after_video], newline.to(kept.inputs_embeds.dtype)
+            )
     else:
         # M-RoPE: survivors keep the (t, h, w) positions they had in the full sequence.
         assert kept.position_ids.shape == (3, 1, kept.length)
@@ -69,6 +79,20 @@ def test_kept_tokens_and_positions(engines: dict, sample_clip: Path, family: str
             kept.position_ids[:, 0, kept.visual_positions], full_visual_positions[:, mask.flatten()]
         )
         torch.testing.assert_close(kept.position_ids[:, 0, kept_text], full.position_ids[:, 0, full_text])
+
+
+def test_text_between_frames_is_never_dropped(engines: dict, sample_clip: Path) -> None:
+    """Frame labels and timestamps sit between the frames' visual tokens; a keep mask leaves them all."""
+    for family in ("qwen3_vl", "qwen3_5", "gemma4", "internvl", "smolvlm"):
+        engine = engines[family]
+        encoding, prompt, selection, mask, t, m = _prepare(engine, sample_clip, 0.25)
+        ids = prompt["input_ids"][0]
+        video = (ids == engine.adapter.video_token_id).nonzero()[:, 0]
+        between = ids[int(video[0]) : int(video[-1]) + 1]
+        text_inside = between[between != engine.adapter.video_token_id]
+        assert text_inside.numel() >= t - 1, family  # something separates every frame from the next
+        kept = engine.adapter.assemble(prompt, encoding.visual, mask)
+        assert kept.length == ids.numel() - (t * m - selection.kept), family
 
 
 def test_qwen3_deepstack_is_dropped_with_the_same_mask(engines: dict, sample_clip: Path) -> None:
@@ -114,7 +138,7 @@ def test_qwen3_deepstack_changes_the_output(engines: dict, sample_clip: Path) ->
     assert not torch.allclose(with_deepstack, without)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("method", ["vidcom2", "dycoke"])
 def test_ask_with_compression_reports_kept_tokens(engines: dict, sample_clip: Path, family: str, method: str):
     engine = engines[family]
@@ -140,7 +164,7 @@ def test_ask_with_compression_reports_kept_tokens(engines: dict, sample_clip: Pa
     assert record["timings"]["compress"] > 0
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_dycoke_both_stages_end_to_end(engines: dict, sample_clip: Path, family: str) -> None:
     """--method dycoke with stage 2 on (layer 1: the tiny LLMs have 2 layers) for every family."""
     result = engines[family].ask(

@@ -100,7 +100,7 @@ def generate_streaming(
             pad_token_id=pad_id,
         )
     end = clock.now()
-    new_tokens = output[0]  # generate returns only new tokens when given inputs_embeds alone
+    new_tokens = output[0, inputs.length :] if inputs.echoes_prompt else output[0]
     first = first_token.first if first_token.first is not None else end
     stats = GenerationStats(
         prefill=first - start,

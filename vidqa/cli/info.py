@@ -74,14 +74,35 @@ def presets(json_output: JsonOpt = False) -> None:
 
 
 @app.command()
-def models() -> None:
-    """List the model aliases and the architectures vidqa supports."""
-    from vidqa.models import ADAPTERS, ALIASES, DEFAULT_MODEL
+def models(json_output: JsonOpt = False) -> None:
+    """List the model aliases (family, size, laptop fit, default frames) and the supported architectures."""
+    from vidqa.models import ADAPTERS, CATALOG, DEFAULT_FRAMES, DEFAULT_MODEL
 
-    for alias, hub_id in ALIASES.items():
-        default = "  (default)" if alias == DEFAULT_MODEL else ""
-        typer.echo(f"{alias:<16} {hub_id}{default}")
-    typer.echo(f"\nsupported model types: {', '.join(sorted(ADAPTERS))}")
+    rows = [
+        {
+            "alias": alias,
+            "hub_id": entry.hub_id,
+            "family": entry.family,
+            "parameters_billion": entry.parameters,
+            "laptop": entry.laptop,
+            "frames": dict(zip(("cpu", "gpu"), DEFAULT_FRAMES[entry.family], strict=True)),
+            "default": alias == DEFAULT_MODEL,
+        }
+        for alias, entry in CATALOG.items()
+    ]
+    if json_output:
+        Reporter().data({"models": rows, "model_types": sorted(ADAPTERS)})
+        return
+    typer.echo(f"{'alias':<16} {'family':<16} {'params':>7}  laptop  frames cpu/gpu  hub id")
+    for row in rows:
+        laptop = "yes" if row["laptop"] else "-"
+        frames = f"{row['frames']['cpu']}/{row['frames']['gpu']}"
+        default = "  (default)" if row["default"] else ""
+        typer.echo(
+            f"{row['alias']:<16} {row['family']:<16} {row['parameters_billion']:>6.2f}B  {laptop:<6}  "
+            f"{frames:<14} {row['hub_id']}{default}"
+        )
+    typer.echo(f"\nany hub id or local folder of these model types works: {', '.join(sorted(ADAPTERS))}")
 
 
 cache_app = typer.Typer(help="Inspect or clear the on-disk feature cache.", no_args_is_help=True)

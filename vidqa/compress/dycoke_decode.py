@@ -93,6 +93,9 @@ class _RequestState:
 
     config_id: int
     layer: int
+    ordinals: dict[
+        int, int
+    ]  # LLM layer index -> its rank among full-attention layers (DyCoke's L counts these)
     prune: float
     gate: float
     visual_cpu: torch.Tensor  # (V,) int64, ascending
@@ -161,14 +164,14 @@ def dycoke_attention(
     original = _original_name(config)
     forward = _original_forward(original, module)
     state = _STATE.get()
-    if state is not None and state.config_id == id(config):
-        layer_idx = int(module.layer_idx)
+    rank = state.ordinals.get(int(module.layer_idx)) if state is not None else None
+    if state is not None and rank is not None and state.config_id == id(config):
         if query.shape[2] != 1:
-            if layer_idx == 0:
+            if rank == 0:
                 state.start_request()
-        elif layer_idx == state.layer - 1:
+        elif rank == state.layer - 1:
             _decide_step(state, query, key, attention_mask, scaling)
-        elif layer_idx >= state.layer and state.keep_index is not None:
+        elif rank >= state.layer and state.keep_index is not None:
             key, value, attention_mask = _gather_keys(state, key, value, attention_mask)
     seen_as = _AsOriginal(module, original)
     return forward(seen_as, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
@@ -338,8 +341,8 @@ def _gather_keys(
     """At layers ≥ L on a pruned step: K/V (B, Hkv, N, d) → (B, Hkv, N', d), and the mask's key dim."""
     if key.shape[2] != state.key_length:
         raise DecodePruningError(
-            f"layer cache holds {key.shape[2]} keys but layer {state.layer - 1} scored {state.key_length}: "
-            "caches whose layers hold different positions (sliding windows) are not supported"
+            f"a full-attention layer's cache holds {key.shape[2]} keys but the scoring layer saw "
+            f"{state.key_length}: layers must hold the same positions"
         )
     index = state.keep_index_on(key.device)
     if mask is not None:
@@ -423,13 +426,27 @@ def _check_positions(visual_positions: torch.Tensor) -> torch.Tensor:
     return positions
 
 
+def attention_layers(model: PreTrainedModel) -> list[int]:
+    """The LLM layers whose attention reads the whole KV cache: every layer of a plain transformer; only the
+    full-attention ones of a hybrid (Qwen3.5's linear-attention layers keep no KV cache, Gemma 4's
+    sliding-window layers only a window). DyCoke's L counts these layers, so it means the same thing on
+    every family and equals the layer index where every layer is full attention."""
+    config = model.config.get_text_config()
+    types = getattr(config, "layer_types", None)
+    if not types:
+        return list(range(int(config.num_hidden_layers)))
+    return [index for index, kind in enumerate(types) if kind == "full_attention"]
+
+
 def check_layer(model: PreTrainedModel, layer: int) -> None:
     """L must leave at least one scoring layer below it and one pruned layer from it on."""
-    layers = int(model.config.get_text_config().num_hidden_layers)
+    layers = len(attention_layers(model))
+    total = int(model.config.get_text_config().num_hidden_layers)
+    counted = (
+        f"{layers}-layer LLM" if layers == total else f"LLM's {layers} full-attention layers (of {total})"
+    )
     if not 1 <= layer < layers:
-        raise UsageError(
-            f"DyCoke 'layer' must be in [1, {layers - 1}] for this {layers}-layer LLM (got {layer})"
-        )
+        raise UsageError(f"DyCoke 'layer' must be in [1, {layers - 1}] for this {counted} (got {layer})")
 
 
 def _check_params(model: PreTrainedModel, layer: int, prune: float, gate: float) -> None:
@@ -473,6 +490,7 @@ class DecodePruning:
         return _RequestState(
             config_id=id(config),
             layer=self.layer,
+            ordinals={index: rank for rank, index in enumerate(attention_layers(self.model))},
             prune=self.prune,
             gate=self.gate,
             visual_cpu=self.visual_positions,

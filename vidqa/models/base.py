@@ -89,23 +89,37 @@ class VideoLayout:
 class GenerateInputs:
     """What `model.generate` receives, plus where the visual tokens sit in it.
 
-    inputs_embeds: (1, L', D); attention_mask: (1, L'); position_ids: (1, L') or (3, 1, L') or None
-    (None = contiguous positions, generate derives them). visual_positions: (V',) indices into L' of the
-    kept visual tokens, ascending (DyCoke's decode stage restricts attention among exactly these).
+    Either `inputs_embeds` (1, L', D) with the kept visual features already in place (most families), or
+    `input_ids` (1, L') with the kept features handed over in `extra` (Gemma 4, whose generate takes no
+    embeddings). attention_mask: (1, L'); position_ids: (1, L') or (3, 1, L') or None (contiguous positions,
+    derived by generate). visual_positions: (V',) indices into L' of the kept visual tokens, ascending
+    (DyCoke's decode stage restricts attention among exactly these). extra: further generate keyword
+    arguments, already cut to the kept sequence (e.g. Gemma 4's `mm_token_type_ids`).
     """
 
-    inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor | None
     visual_positions: torch.Tensor
+    inputs_embeds: torch.Tensor | None = None
+    input_ids: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
     prefill_hooks: list[Any] = field(default_factory=list)
 
     @property
     def length(self) -> int:
-        return int(self.inputs_embeds.shape[1])
+        return int(self.attention_mask.shape[1])
 
-    def generate_kwargs(self) -> dict[str, torch.Tensor]:
-        kwargs = {"inputs_embeds": self.inputs_embeds, "attention_mask": self.attention_mask}
+    @property
+    def echoes_prompt(self) -> bool:
+        """generate returns the prompt before the answer when given input_ids (not for embeddings alone)."""
+        return self.input_ids is not None
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"attention_mask": self.attention_mask, **self.extra}
+        if self.inputs_embeds is not None:
+            kwargs["inputs_embeds"] = self.inputs_embeds
+        if self.input_ids is not None:
+            kwargs["input_ids"] = self.input_ids
         if self.position_ids is not None:
             kwargs["position_ids"] = self.position_ids
         return kwargs
@@ -140,8 +154,11 @@ class VideoAdapter:
 
     # -- configuration the engine asks for -------------------------------------------------------------
     def default_frames(self, device: torch.device) -> int:
-        """Frames sampled when the user gives neither --frames nor --fps."""
-        return 32 if device.type == "cuda" else 8
+        """Frames sampled when the user gives neither --frames nor --fps (vidqa.models.DEFAULT_FRAMES)."""
+        from vidqa.models import DEFAULT_FRAMES
+
+        cpu, gpu = DEFAULT_FRAMES.get(self.model.config.model_type, (8, 32))
+        return gpu if device.type == "cuda" else cpu
 
     def decode_side(self) -> int | None:
         """Longest frame side worth decoding (frames are shrunk before RGB conversion); None = full size."""
@@ -153,6 +170,8 @@ class VideoAdapter:
 
     @property
     def video_token_id(self) -> int:
+        """The placeholder token that receives visual features (families that take frames as images use the
+        image token)."""
         config = self.model.config
         token_id = getattr(config, "video_token_id", None)
         if token_id is None:
@@ -176,6 +195,10 @@ class VideoAdapter:
         """Vision tower + projector on the processor's pixel outputs → (T, M, D)."""
         raise NotImplementedError
 
+    def processor_kwargs(self) -> dict[str, Any]:
+        """Video-processor settings vidqa chooses for this family on top of the checkpoint's own."""
+        return {}
+
     def _process(self, text: str, clip: Clip) -> BatchFeature:
         from transformers.video_utils import VideoMetadata
 
@@ -198,6 +221,7 @@ class VideoAdapter:
             do_sample_frames=False,
             return_text_replacement_offsets=True,
             return_tensors="pt",
+            **self.processor_kwargs(),
         )
 
     def _layout(self, text: str, batch: BatchFeature) -> VideoLayout:
@@ -247,41 +271,60 @@ class VideoAdapter:
         raise NotImplementedError
 
     # -- shared helpers -----------------------------------------------------------------------------------
-    def _merge_kept(
-        self, input_ids: torch.Tensor, video_embeds: torch.Tensor, visual_keep: torch.Tensor
-    ) -> KeptSequence:
-        """The kept sequence's embeddings with the kept visual tokens in their placeholders.
+    def _kept_sequence(self, input_ids: torch.Tensor, visual_keep: torch.Tensor) -> KeptSequence:
+        """Which prompt tokens survive: every non-video token and the kept video placeholders.
 
-        input_ids: (1, L); video_embeds: (N, D), one per video placeholder, in order; visual_keep: (N,) bool.
-        Drops first, then embeds and fills only what is kept (what `forward` does, on fewer tokens). Checks
-        the counts match: a template or processor that expands the placeholder differently must fail
-        loudly, never shift tokens silently.
+        input_ids: (1, L); visual_keep: (N,) bool, one per video placeholder in order. Checks the counts
+        match: a template or processor that expands the placeholder differently must fail loudly, never
+        shift tokens.
         """
         video_mask = input_ids == self.video_token_id  # (1, L)
         placeholders = int(video_mask.sum())
-        if placeholders != video_embeds.shape[0]:
+        if placeholders != visual_keep.shape[0]:
             raise AdapterError(
                 f"the prompt has {placeholders} video placeholder tokens but the vision tower produced "
-                f"{video_embeds.shape[0]} visual tokens"
+                f"{visual_keep.shape[0]} visual tokens"
             )
-        visual_keep = visual_keep.to(input_ids.device)
         seq_keep = torch.ones_like(video_mask[0])
-        seq_keep[video_mask[0]] = visual_keep  # (L,): every non-video token, the kept video ones
-        kept_video_mask = video_mask[:, seq_keep]  # (1, L')
-        embeds = self.model.get_input_embeddings()(input_ids[:, seq_keep])  # (1, L', D)
+        seq_keep[video_mask[0]] = visual_keep.to(input_ids.device)  # (L,)
+        return KeptSequence(seq_keep=seq_keep, kept_video_mask=video_mask[:, seq_keep])
+
+    def _merge_kept(
+        self, input_ids: torch.Tensor, video_embeds: torch.Tensor, visual_keep: torch.Tensor
+    ) -> KeptSequence:
+        """The kept sequence with its embeddings, the kept visual tokens in their placeholders.
+
+        video_embeds: (N, D), one per video placeholder, in order. Drops first, then embeds and fills only
+        what is kept (what `forward` does, on fewer tokens).
+        """
+        kept = self._kept_sequence(input_ids, visual_keep)
+        embeds = self.model.get_input_embeddings()(input_ids[:, kept.seq_keep])  # (1, L', D)
         kept_embeds = video_embeds[visual_keep.to(video_embeds.device)].to(embeds.device, embeds.dtype)
-        embeds[kept_video_mask] = kept_embeds
-        return KeptSequence(embeds=embeds, seq_keep=seq_keep, kept_video_mask=kept_video_mask)
+        embeds[kept.kept_video_mask] = kept_embeds
+        kept.embeds = embeds
+        return kept
+
+    def _assemble_1d(
+        self, prompt: Prompt, video_embeds: torch.Tensor, visual_keep: torch.Tensor
+    ) -> GenerateInputs:
+        """1-D positions: the kept sequence is re-indexed 0..L'-1, as the reference code runs LLaVA-OV."""
+        kept = self._merge_kept(prompt["input_ids"].to(self.device), video_embeds, visual_keep)
+        return GenerateInputs(
+            inputs_embeds=kept.embeds,
+            attention_mask=prompt["attention_mask"].to(self.device)[:, kept.seq_keep],
+            position_ids=None,  # contiguous, derived by generate from the attention mask
+            visual_positions=kept.kept_video_mask[0].nonzero(as_tuple=True)[0],
+        )
 
 
 @dataclass
 class KeptSequence:
-    """The prompt after dropping: embeddings (1, L', D), the keep mask over the original sequence (L,), and
-    where the kept video placeholders sit in the new one (1, L')."""
+    """The prompt after dropping: the keep mask over the original sequence (L,), where the kept video
+    placeholders sit in the new one (1, L'), and (once merged) its embeddings (1, L', D)."""
 
-    embeds: torch.Tensor
     seq_keep: torch.Tensor
     kept_video_mask: torch.Tensor
+    embeds: torch.Tensor | None = None
 
 
 def token_keep_mask(keep: torch.Tensor | None, count: int, device: torch.device) -> torch.Tensor:

@@ -63,13 +63,6 @@ class LlavaOnevisionAdapter(VideoAdapter):
         video_embeds = torch.cat([features.flatten(0, 1), newline], dim=0)  # (T·M + 1, D)
         token_keep = token_keep_mask(keep, features.shape[0] * features.shape[1], self.device)
         visual_keep = torch.cat([token_keep, token_keep.new_ones(1)])  # the newline is always kept
-        kept = self._merge_kept(prompt["input_ids"].to(self.device), video_embeds, visual_keep)
-
-        # Kept visual tokens in the new sequence; the newline (the last placeholder) carries no frame content.
-        visual_positions = kept.kept_video_mask[0].nonzero(as_tuple=True)[0][:-1]
-        return GenerateInputs(
-            inputs_embeds=kept.embeds,
-            attention_mask=prompt["attention_mask"].to(self.device)[:, kept.seq_keep],
-            position_ids=None,  # contiguous 0..L'-1, derived by generate from the attention mask
-            visual_positions=visual_positions,
-        )
+        inputs = self._assemble_1d(prompt, video_embeds, visual_keep)
+        inputs.visual_positions = inputs.visual_positions[:-1]  # the newline carries no frame content
+        return inputs

@@ -1,11 +1,19 @@
-"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL: one adapter, since the three share the video path.
+"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3.5: one adapter, since the four share the video path.
 
 A "frame" here is one temporal patch (2 sampled frames merged), M = h·w/4 tokens each. Positions are M-RoPE
 `(3, 1, L)`, computed by the model's own `get_rope_index` on the FULL sequence before anything is dropped,
-so survivors keep their original (t, h, w) positions. Text between frames (Qwen3-VL timestamps) is never
-dropped. Qwen3-VL adds deepstack features: per visual token, one vector per deepstack level, added to the
-hidden states of the first LLM layers; they are dropped with the same mask and injected at prefill through a
-forward pre-hook on the language model (a public mechanism, removed after each generate call).
+so survivors keep their original (t, h, w) positions. Text between frames (Qwen3-VL/3.5 timestamps and
+per-patch vision start/end tokens) is never dropped. Qwen3-VL adds deepstack features: per visual token,
+one vector per deepstack level, added to the hidden states of the first LLM layers; they are dropped with
+the same mask and injected at prefill through a forward pre-hook on the language model (a public mechanism,
+removed after each generate call). Qwen3.5 has no deepstack; its language model is a hybrid of Gated
+DeltaNet (linear attention, no KV cache) and full-attention layers, so DyCoke's decode stage counts and acts
+on the full-attention layers only.
+
+Qwen3-VL and Qwen3.5 bound the pixels of the whole clip; vidqa also caps each frame
+(`cap_pixels_per_frame`, at most `max_video_tokens` tokens per frame), as Qwen's own video utilities do and
+as transformers announces for its default: without it a short clip at high resolution spends the whole
+budget on a few frames, thousands of tokens each.
 """
 
 from __future__ import annotations
@@ -43,10 +51,20 @@ class QwenVLAdapter(VideoAdapter):
     position_input_names = ("video_grid_thw", "second_per_grid_ts")
 
     def decode_side(self) -> int | None:
-        video_processor = getattr(self.processor, "video_processor", None)
+        video_processor = self.processor.video_processor
+        if self._caps_frames:  # Qwen3-VL / Qwen3.5: at most max_video_tokens merged patches per frame
+            factor = int(video_processor.patch_size) * int(video_processor.merge_size)
+            return 2 * math.isqrt(int(video_processor.max_video_tokens) * factor * factor)
         size = getattr(video_processor, "size", None) or {}
         max_pixels = size.get("longest_edge") or getattr(video_processor, "max_pixels", None)
         return 2 * int(math.sqrt(max_pixels)) if max_pixels else None
+
+    @property
+    def _caps_frames(self) -> bool:
+        return hasattr(self.processor.video_processor, "max_video_tokens")
+
+    def processor_kwargs(self) -> dict[str, Any]:
+        return {"cap_pixels_per_frame": True} if self._caps_frames else {}
 
     @property
     def merge_size(self) -> int:
