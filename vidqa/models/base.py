@@ -182,7 +182,11 @@ class VideoAdapter:
     def chat_text(self, question: str) -> str:
         """The chat-templated prompt for one video and one question, ready for generation."""
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # enable_thinking: Qwen3.5-style templates otherwise open a reasoning block before the answer, which
+        # multiplies the answer's length; templates that do not know the variable ignore it.
+        return self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
+        )
 
     def encode(self, clip: Clip) -> tuple[VisualTokens, VideoLayout]:
         """Processor over the pixels and vision tower: the video's tokens and its place in any prompt."""
