@@ -52,7 +52,7 @@ QUESTION = "describe the video in one sentence."
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="llava-ov-cpu", choices=real_shapes.NAMES)
+    parser.add_argument("--model", default="llava-ov-cpu", choices=real_shapes.names())
     parser.add_argument("--video", type=Path, help="use this clip instead of the synthetic one")
     parser.add_argument("--seconds", type=float, default=20.0, help="synthetic clip length")
     parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "vidqa-bench")

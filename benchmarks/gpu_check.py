@@ -1,7 +1,8 @@
 """The prepared GPU check: one command, one H100/H200, no network, about 5 minutes.
 
 For each model of real shape (random weights built in GPU memory, nothing written to disk) — LLaVA-OV-7B,
-Qwen2.5-VL-7B and Qwen3-VL-8B by default — and each frame count (32 and 64), it runs `vidqa.bench.run_bench`
+Qwen2.5-VL-7B, Qwen3-VL-8B, Qwen3.5-9B, Gemma-4-E4B, InternVL3.5-8B and Qwen3.5-2B by default, in that
+order — and each frame count (32 and 64), it runs `vidqa.bench.run_bench`
 (the library behind `vidqa bench`: a warm-up, then `--repeat` interleaved rounds, each a whole cold item from
 video decode to the last of exactly `--max-new-tokens` tokens) for none, VidCom² at keep 0.25 and 0.15 and
 DyCoke (the paper's K = 0.7 with stage 2 on), in bfloat16 with sdpa attention, on a synthetic 20 s clip.
@@ -37,7 +38,16 @@ from vidqa.engine import Engine
 from vidqa.models import adapter_class
 from vidqa.settings import GenerationSettings, SamplingSettings
 
-MODELS = ("llava-ov-7b", "qwen2.5-vl-7b", "qwen3-vl-8b")
+#: In priority order: a model that would overrun the time budget is skipped (and says so), not the table.
+MODELS = (
+    "llava-ov-7b",
+    "qwen2.5-vl-7b",
+    "qwen3-vl-8b",
+    "qwen3.5-9b",
+    "gemma-4-e4b",
+    "internvl3.5-8b",
+    "qwen3.5-2b",
+)
 QUESTION = "What happens in this video?"
 DYCOKE_KEEP = 0.475  # the paper's K = 0.7
 
@@ -67,8 +77,9 @@ def build_engine(name: str, plan: Plan) -> Engine:
     """A random-weight model of `name`'s real shape (or its tiny variant), in memory, wrapped in an Engine."""
     model = real_shapes.build_model(name, dtype=plan.dtype, device=str(plan.device), tiny=plan.tiny)
     model.set_attn_implementation("sdpa")
-    model.generation_config = real_shapes.generation_config()
-    processor = real_shapes.recipe(name).processor(real_shapes.tokenizer_for(name))
+    tokenizer = real_shapes.tokenizer_for(name)
+    model.generation_config = real_shapes.generation_config(tokenizer)
+    processor = real_shapes.recipe(name).processor(tokenizer)
     adapter = adapter_class(model.config.model_type)(model, processor, identity=f"random:{name}")
     return Engine(adapter, model_name=f"{name} (random weights{', tiny' if plan.tiny else ''})")
 

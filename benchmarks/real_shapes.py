@@ -167,19 +167,29 @@ class Recipe:
     default_dtype: str  # what the real checkpoint ships in (bf16 on GPU); the CPU model uses float32
     gpu_sized: bool  # ~16 GB of weights: build on a GPU, or on `meta` only
     tiny: Callable[[], PretrainedConfig]  # the same geometry with a tiny LLM and vision tower (dry runs)
+    tokenizer: Callable[[], PreTrainedTokenizerFast]  # word level, every special token at its real id
 
 
 # --- tokenizer ----------------------------------------------------------------------------------------
-def build_tokenizer(specials: dict[int, str]) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer with every special token at its real id; other ids are filler words."""
-    size = max(specials) + 1
-    vocab = {f"w{i}": i for i in range(size)}  # filler, overwritten below
-    for i, word in enumerate(dict.fromkeys(WORDS)):
-        vocab.pop(f"w{i}")
-        vocab[word] = i
-    for token_id, token in specials.items():
-        vocab.pop(f"w{token_id}", None)
-        vocab[token] = token_id
+def build_tokenizer(
+    specials: dict[int, str],
+    *,
+    eos: int = IM_END,
+    pad: int = ENDOFTEXT,
+    size: int | None = None,
+    named: dict[str, str] | None = None,
+    bos: int | None = None,
+) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with every special token at its real id; other ids are filler words.
+
+    `named` gives the tokenizer attributes some processors read (Gemma 4's `image_token`, InternVL's
+    `start_image_token`, ...); `size` pads the vocabulary to the model's.
+    """
+    size = max(size or 0, max(specials) + 1)
+    free = (i for i in range(size) if i not in specials)
+    vocab = {word: next(free) for word in dict.fromkeys(WORDS)}
+    vocab.update({f"w{i}": i for i in free})  # filler for every id left
+    vocab.update({token: token_id for token_id, token in specials.items()})
     backend = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     # Special tokens are matched before pre-tokenization, so "<video>\nwhat" splits correctly.
@@ -187,8 +197,10 @@ def build_tokenizer(specials: dict[int, str]) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token=UNK,
-        eos_token=specials[IM_END],
-        pad_token=specials[ENDOFTEXT],
+        eos_token=specials[eos],
+        pad_token=specials[pad],
+        bos_token=specials[bos] if bos is not None else None,
+        extra_special_tokens=named or {},
     )
 
 
@@ -467,6 +479,7 @@ RECIPES: dict[str, Recipe] = {
         "bfloat16",
         gpu_sized=False,
         tiny=lambda: tiny_llava(152000),
+        tokenizer=llava_tokenizer,
     ),
     "llava-ov-7b": Recipe(
         "llava-ov-7b",
@@ -477,6 +490,7 @@ RECIPES: dict[str, Recipe] = {
         "bfloat16",
         gpu_sized=True,
         tiny=lambda: tiny_llava(152128),
+        tokenizer=llava_tokenizer,
     ),
     "qwen2.5-vl-7b": Recipe(
         "qwen2.5-vl-7b",
@@ -487,6 +501,7 @@ RECIPES: dict[str, Recipe] = {
         "bfloat16",
         gpu_sized=True,
         tiny=tiny_qwen25_vl,
+        tokenizer=qwen_vl_tokenizer,
     ),
     "qwen3-vl-8b": Recipe(
         "qwen3-vl-8b",
@@ -497,6 +512,7 @@ RECIPES: dict[str, Recipe] = {
         "bfloat16",
         gpu_sized=True,
         tiny=tiny_qwen3_vl,
+        tokenizer=qwen_vl_tokenizer,
     ),
     "llava-ov-cpu": Recipe(
         "llava-ov-cpu",
@@ -507,20 +523,31 @@ RECIPES: dict[str, Recipe] = {
         "float32",
         gpu_sized=False,
         tiny=lambda: tiny_llava(152000),
+        tokenizer=llava_tokenizer,
     ),
 }
-NAMES = tuple(RECIPES)
+
+
+def all_recipes() -> dict[str, Recipe]:
+    """These recipes and the newer families' (benchmarks/recent_shapes.py)."""
+    from benchmarks.recent_shapes import RECENT_RECIPES
+
+    return {**RECIPES, **RECENT_RECIPES}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(all_recipes())
 
 
 def recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise ValueError(f"unknown real-shape model {name!r}; choose one of {', '.join(NAMES)}")
-    return RECIPES[name]
+    recipes = all_recipes()
+    if name not in recipes:
+        raise ValueError(f"unknown real-shape model {name!r}; choose one of {', '.join(recipes)}")
+    return recipes[name]
 
 
 def tokenizer_for(name: str) -> PreTrainedTokenizerFast:
-    qwen = (Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration)
-    return qwen_vl_tokenizer() if recipe(name).model_class in qwen else llava_tokenizer()
+    return recipe(name).tokenizer()
 
 
 # --- building -----------------------------------------------------------------------------------------
@@ -566,10 +593,10 @@ def build_model(
     return model.eval()
 
 
-def generation_config() -> GenerationConfig:
-    """Greedy decoding that stops at <|im_end|> and pads with <|endoftext|>."""
+def generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
+    """Greedy decoding that stops at the tokenizer's end token and pads with its pad token."""
     return GenerationConfig(
-        bos_token_id=ENDOFTEXT, eos_token_id=IM_END, pad_token_id=ENDOFTEXT, do_sample=False
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
     )
 
 
@@ -595,9 +622,10 @@ def build_checkpoint(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = build_model(name, dtype=dtype, device=device, seed=seed)
-    model.generation_config = generation_config()
+    tokenizer = tokenizer_for(name)
+    model.generation_config = generation_config(tokenizer)
     model.save_pretrained(out, safe_serialization=True)
-    rec.processor(tokenizer_for(name)).save_pretrained(out)
+    rec.processor(tokenizer).save_pretrained(out)
     return out
 
 
@@ -615,7 +643,7 @@ def ensure_checkpoint(
 # --- CLI ----------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Write a random-weight checkpoint folder of real shapes.")
-    parser.add_argument("name", choices=NAMES)
+    parser.add_argument("name", choices=names())
     parser.add_argument("out_dir", type=Path)
     parser.add_argument(
         "--dtype", default=None, help="weights dtype (default: float32 for llava-ov-cpu, else bf16)"

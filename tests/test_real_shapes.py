@@ -170,3 +170,29 @@ def test_gpu_check_dry_run_writes_its_table(tmp_path: Path) -> None:
             assert row["visual_tokens"]["kept"] < row["visual_tokens"]["total"]
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.count("| qwen3-vl-8b | 4 |") == 4 and "prefill ×" in table
+
+
+@pytest.mark.parametrize(
+    ("name", "billions"),
+    [
+        ("qwen3.5-0.8b", 0.853),  # published count from the checkpoint's tensors
+        ("qwen3-vl-2b", 2.128),  # published count from the checkpoint's tensors
+        ("smolvlm2-2.2b", 2.247),
+        ("gemma-4-e2b", 4.797),  # 5.10 B with the audio tower the recipe leaves out
+        ("qwen3.5-2b", 2.213),
+        ("qwen3.5-9b", 9.410),
+        ("gemma-4-e4b", 7.632),
+        ("internvl3.5-8b", 8.528),
+    ],
+)
+def test_recent_recipes_have_their_parameter_counts(name: str, billions: float) -> None:
+    assert rs.parameter_count(rs.build_on_meta(name)) / 1e9 == pytest.approx(billions, abs=5e-4)
+
+
+def test_hybrid_recipes_keep_their_layer_pattern() -> None:
+    from vidqa.compress.dycoke_decode import attention_layers
+
+    qwen = rs.build_on_meta("qwen3.5-2b")
+    assert attention_layers(qwen) == [3, 7, 11, 15, 19, 23]  # one full-attention layer in four
+    gemma = rs.build_on_meta("gemma-4-e4b")
+    assert attention_layers(gemma) == list(range(5, 42, 6))  # five sliding layers, then one full
