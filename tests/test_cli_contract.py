@@ -276,9 +276,7 @@ def test_json_prints_what_finished_when_interrupted(fake: dict[str, Any], clip: 
 def test_records_carry_method_params_and_settings(fake: dict[str, Any], clip: Path) -> None:
     record = json.loads(invoke("ask", str(clip), "q", "--method", "dycoke", "-p", "layer=2", "--json").stdout)
     assert record["method"] == "dycoke" and record["params"]["layer"] == 2
-    assert (
-        record["settings"]["model"] == "folder:llava-ov-0.5b" and record["settings"]["max_new_tokens"] == 128
-    )
+    assert record["settings"]["model"] == "folder:qwen3.5-2b" and record["settings"]["max_new_tokens"] == 128
 
 
 # -- resume --------------------------------------------------------------------------------------------------

@@ -157,3 +157,15 @@ def test_weights_go_straight_to_the_target_device(
         attn="sdpa",
     )
     assert seen["device_map"] == {"": "cuda:1"}  # loaded onto the GPU, no host-RAM copy
+
+
+def test_flash_attention_falls_back_where_a_family_cannot_run_it(tiny_checkpoints: dict[str, Path]) -> None:
+    from transformers import AutoConfig
+
+    gemma = AutoConfig.from_pretrained(tiny_checkpoints["gemma4"])
+    qwen = AutoConfig.from_pretrained(tiny_checkpoints["qwen3_5"])
+    assert loading._attention_for(gemma, "flash_attention_2", chosen_by_auto=True) == "sdpa"
+    assert loading._attention_for(qwen, "flash_attention_2", chosen_by_auto=True) == "flash_attention_2"
+    assert loading._attention_for(gemma, "sdpa", chosen_by_auto=False) == "sdpa"
+    with pytest.raises(ModelLoadError, match="gemma4 models do not support flash_attention_2"):
+        loading._attention_for(gemma, "flash_attention_2", chosen_by_auto=False)

@@ -155,6 +155,7 @@ class Engine:
             revision=revision,
             trust_remote_code=trust_remote_code,
             device_map=device_map,
+            attn_chosen_by_auto=attn == "auto",
         )
         return cls(adapter, model_name=resolve_model_id(model), cache=cache, full_hash=full_hash)
 

@@ -182,10 +182,13 @@ class VideoAdapter:
     def chat_text(self, question: str) -> str:
         """The chat-templated prompt for one video and one question, ready for generation."""
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        # enable_thinking: Qwen3.5-style templates otherwise open a reasoning block before the answer, which
-        # multiplies the answer's length; templates that do not know the variable ignore it.
+        # Qwen3.5-style templates otherwise open a reasoning block before the answer, which multiplies the
+        # answer's length: ask them not to (only templates that read the variable get it).
+        template_kwargs = (
+            {"enable_thinking": False} if "enable_thinking" in str(self.processor.chat_template) else {}
+        )
         return self.processor.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
+            messages, add_generation_prompt=True, tokenize=False, **template_kwargs
         )
 
     def encode(self, clip: Clip) -> tuple[VisualTokens, VideoLayout]:

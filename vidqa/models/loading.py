@@ -175,30 +175,38 @@ def load_adapter(
     revision: str | None = None,
     trust_remote_code: bool = False,
     device_map: str | None = None,
+    attn_chosen_by_auto: bool = False,
 ) -> VideoAdapter:
-    """Load config → adapter class → processor → model, on `device` in `dtype` with `attn`."""
+    """Load config → adapter class → processor → model, on `device` in `dtype` with `attn`.
+
+    attn_chosen_by_auto: `attn` is what `--attn auto` picked, so a family that cannot run it (FlashAttention-2
+    on Gemma 4) quietly gets sdpa instead of an error.
+    """
     model_id = resolve_model_id(name)
     looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
     if looks_local and not Path(name).expanduser().is_dir():
         raise ModelLoadError(f"model folder '{name}' does not exist")
     source = str(Path(name).expanduser()) if looks_local else model_id
     options: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    attention = {"attn": attn, "auto": attn_chosen_by_auto}
     placement = {"device_map": device_map} if device_map else {"device_map": {"": str(device)}}
     if device.type == "cpu" and not device_map:
         placement = {}  # CPU is where weights are made anyway; no accelerate round trip needed
     label = f"'{name}'" if name == model_id else f"'{name}' ({model_id})"
     try:
         if looks_local:
-            return _load(source, options, dtype=dtype, attn=attn, placement=placement, show_bars=False)
-        try:  # everything from the local cache, without touching the network
             return _load(
-                source, {**options, "local_files_only": True}, dtype=dtype, attn=attn, placement=placement,
-                show_bars=False,
-            )  # fmt: skip
+                source, options, dtype=dtype, attention=attention, placement=placement, show_bars=False
+            )
+        try:  # everything from the local cache, without touching the network
+            local_only = {**options, "local_files_only": True}
+            return _load(
+                source, local_only, dtype=dtype, attention=attention, placement=placement, show_bars=False
+            )
         except OSError:  # something is missing: never downloaded, or a download cut short
             if not hub_reachable():
                 raise _offline_error(label) from None
-        return _load(source, options, dtype=dtype, attn=attn, placement=placement, show_bars=True)
+        return _load(source, options, dtype=dtype, attention=attention, placement=placement, show_bars=True)
     except (OSError, ValueError) as exc:
         raise _load_error(name, model_id, exc) from exc
     except Exception as exc:
@@ -211,15 +219,21 @@ def load_adapter(
 
 
 def _load(
-    source: str, options: dict[str, Any], *, dtype: torch.dtype, attn: str, placement: dict[str, Any],
+    source: str,
+    options: dict[str, Any],
+    *,
+    dtype: torch.dtype,
+    attention: dict[str, Any],
+    placement: dict[str, Any],
     show_bars: bool,
-) -> VideoAdapter:  # fmt: skip
+) -> VideoAdapter:
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     from vidqa.identity import model_identity
 
     config = AutoConfig.from_pretrained(source, **options)
     adapter_cls = adapter_class(getattr(config, "model_type", "unknown"))
+    attn = _attention_for(config, attention["attn"], chosen_by_auto=attention["auto"])
     with _progress_bars(enabled=show_bars):  # download bars are useful; a bar for files on disk is noise
         processor = AutoProcessor.from_pretrained(source, **options)
         model = AutoModelForImageTextToText.from_pretrained(
@@ -227,3 +241,19 @@ def _load(
         )
     model.eval()
     return adapter_cls(model, processor, identity=model_identity(source, options.get("revision")))
+
+
+def _attention_for(config: Any, attn: str, *, chosen_by_auto: bool) -> str:
+    """FlashAttention-2 only where the family supports it (Gemma 4 does not: its frame blocks need a mask)."""
+    if attn != "flash_attention_2":
+        return attn
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+
+    model_class = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING.get(type(config), None)
+    if model_class is None or getattr(model_class, "_supports_flash_attn", True):
+        return attn
+    if chosen_by_auto:
+        return "sdpa"
+    raise ModelLoadError(
+        f"{config.model_type} models do not support flash_attention_2 in transformers; use --attn sdpa"
+    )
