@@ -18,6 +18,7 @@ ENV = {"NO_COLOR": "1", "COLUMNS": "160", "TERM": "dumb"}
 #: One alias per new family; its tiny checkpoint is placed in the hub cache under the alias's hub id.
 ALIAS_OF = {
     "qwen3_5": "qwen3.5-2b",
+    "qwen3_5_moe": "qwen3.5-35b-a3b",
     "gemma4": "gemma-4-e4b",
     "internvl": "internvl3.5-2b",
     "smolvlm": "smolvlm2-2.2b",

@@ -67,6 +67,8 @@ from transformers import (
     Qwen2VLImageProcessor,
     Qwen3_5Config,
     Qwen3_5ForConditionalGeneration,
+    Qwen3_5MoeConfig,
+    Qwen3_5MoeForConditionalGeneration,
     Qwen3_5Tokenizer,
     Qwen3VLProcessor,
     Qwen3VLVideoProcessor,
@@ -93,7 +95,7 @@ from tests.tiny_models import (
     QWEN_TEMPORAL_PATCH,
 )
 
-RECENT_FAMILIES = ("qwen3_5", "gemma4", "internvl", "smolvlm")
+RECENT_FAMILIES = ("qwen3_5", "qwen3_5_moe", "gemma4", "internvl", "smolvlm")
 ALL_FAMILIES = (*FAMILIES, *RECENT_FAMILIES)  # every family vidqa supports, old and new
 
 # A builder returns a fresh (model, processor); weights come from the caller's torch RNG state.
@@ -116,6 +118,13 @@ QWEN3_5_LINEAR_VALUE_HEADS = 4
 QWEN3_5_POSITION_EMBEDDINGS = 64  # the vision tower's learned 8x8 grid, interpolated to each frame's patches
 QWEN3_5_TEXT_INIT = 0.15
 QWEN3_5_VISION_INIT = 0.1
+#: Qwen3.5-MoE: a handful of small experts, two routed per token, plus the shared expert
+QWEN3_5_MOE = {
+    "num_experts": 4,
+    "num_experts_per_tok": 2,
+    "moe_intermediate_size": 32,
+    "shared_expert_intermediate_size": 32,
+}
 QWEN3_5_SPECIALS = (
     PAD_TOKEN,
     IM_START,
@@ -300,9 +309,11 @@ def _qwen3_5_tokenizer() -> Qwen3_5Tokenizer:
     return tok
 
 
-def _qwen3_5() -> tuple[PreTrainedModel, ProcessorMixin]:
+def _qwen3_5(moe: bool = False) -> tuple[PreTrainedModel, ProcessorMixin]:
     tok = _qwen3_5_tokenizer()
-    config = Qwen3_5Config(
+    config_class = Qwen3_5MoeConfig if moe else Qwen3_5Config
+    experts = QWEN3_5_MOE if moe else {}
+    config = config_class(
         text_config=_text_config(
             tok,
             layers=len(QWEN3_5_LAYER_TYPES),
@@ -322,6 +333,7 @@ def _qwen3_5() -> tuple[PreTrainedModel, ProcessorMixin]:
             },
             pad_token_id=special_id(tok, PAD_TOKEN),
             eos_token_id=special_id(tok, IM_END),
+            **experts,
         ),
         vision_config={
             "depth": VISION_LAYERS,
@@ -360,7 +372,7 @@ def _qwen3_5() -> tuple[PreTrainedModel, ProcessorMixin]:
         video_processor=video_processor,
         chat_template=QWEN_CHAT_TEMPLATE,
     )
-    model = Qwen3_5ForConditionalGeneration(config)
+    model = (Qwen3_5MoeForConditionalGeneration if moe else Qwen3_5ForConditionalGeneration)(config)
     model.generation_config = _greedy(tok, [IM_END], PAD_TOKEN)
     return model, processor
 
@@ -526,6 +538,7 @@ def _smolvlm() -> tuple[PreTrainedModel, ProcessorMixin]:
 
 BUILDERS: dict[str, Builder] = {
     "qwen3_5": _qwen3_5,
+    "qwen3_5_moe": lambda: _qwen3_5(moe=True),
     "gemma4": _gemma4,
     "internvl": _internvl,
     "smolvlm": _smolvlm,

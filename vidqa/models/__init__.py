@@ -31,6 +31,7 @@ CATALOG: dict[str, CatalogEntry] = {
     "qwen3.5-2b": CatalogEntry("Qwen/Qwen3.5-2B", "qwen3_5", 2.21, True),
     "qwen3.5-4b": CatalogEntry("Qwen/Qwen3.5-4B", "qwen3_5", 4.54, False),
     "qwen3.5-9b": CatalogEntry("Qwen/Qwen3.5-9B", "qwen3_5", 9.41, False),
+    "qwen3.5-35b-a3b": CatalogEntry("Qwen/Qwen3.5-35B-A3B", "qwen3_5_moe", 35.0, False),  # size: the name
     "gemma-4-e2b": CatalogEntry("google/gemma-4-E2B-it", "gemma4", 5.10, False),
     "gemma-4-e4b": CatalogEntry("google/gemma-4-E4B-it", "gemma4", 7.94, False),
     "internvl3.5-1b": CatalogEntry("OpenGVLab/InternVL3_5-1B-HF", "internvl", 0.91, True),
