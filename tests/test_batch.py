@@ -210,7 +210,9 @@ def test_feature_cache_hit_skips_decode_and_vision(
     assert warm.cached and same.cached and not cold.cached
     assert same.answer == cold.answer and warm.visual_kept == cold.visual_kept
     assert warm.frame_times == cold.frame_times
-    assert warm.skipped == ["decode", "vision"] and warm.timings.cache_read > 0 and warm.timings.decode == 0
+    # the second run finds the video prefix on disk too: no selection, no LLM pass over the video
+    assert warm.skipped == ["decode", "vision", "compress", "prefix"] and warm.prefix["source"] == "disk"
+    assert warm.timings.cache_read > 0 and warm.timings.decode == warm.timings.prefix == 0
     assert cold.timings.cache_write > 0 and cold.timings.vision > 0 and cold.timings.cache_read > 0
 
     key = engine.cache_key(sample_clip, SamplingSettings(frames=4))
@@ -220,8 +222,12 @@ def test_feature_cache_hit_skips_decode_and_vision(
     half = Engine.load(str(tiny_checkpoints["qwen3_vl"]), device="cpu", dtype="bfloat16", cache=cache)
     assert key != half.cache_key(sample_clip, SamplingSettings(frames=4))
 
-    # A damaged entry is ignored and rebuilt.
-    entry = next((tmp_path / "cache").rglob("tensors.safetensors"))
+    # A damaged feature entry is ignored and rebuilt.
+    entry = next(
+        path
+        for path in (tmp_path / "cache").rglob("tensors.safetensors")
+        if '"kind": "features"' in (path.parent / "meta.json").read_text()
+    )
     entry.write_bytes(entry.read_bytes()[:100])
     with patch.object(engine.adapter, "encode", wraps=engine.adapter.encode) as encode:
         rebuilt = engine.ask(
@@ -253,9 +259,10 @@ def test_cache_commands(tmp_path: Path, tiny_checkpoints: dict[str, Path], sampl
     second = CliRunner().invoke(app, args, env=ENV)
     assert [_records(r.stdout)[0]["cached"] for r in (first, second)] == [False, True]
     info = CliRunner().invoke(app, ["cache", "info", "--cache-dir", str(cache_dir), "--json"], env=ENV)
-    assert info.exit_code == 0 and json.loads(info.stdout)["entries"] == 1
+    data = json.loads(info.stdout)
+    assert info.exit_code == 0 and data["entries"] == 2 and data["kinds"] == {"features": 1, "prefix": 1}
     cleared = CliRunner().invoke(app, ["cache", "clear", "--cache-dir", str(cache_dir)], env=ENV)
-    assert cleared.exit_code == 0 and cleared.stdout == f"removed 1 entries from {cache_dir}\n"
+    assert cleared.exit_code == 0 and cleared.stdout == f"removed 2 entries from {cache_dir}\n"
     info = CliRunner().invoke(app, ["cache", "info", "--cache-dir", str(cache_dir), "--json"], env=ENV)
     assert json.loads(info.stdout)["entries"] == 0
 

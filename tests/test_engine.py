@@ -138,9 +138,11 @@ def test_several_questions_encode_the_video_once(engines: dict, sample_clip: Pat
     assert [r.question for r in results] == ["who ?", "where ?", "when ?"]
     for later in results[1:]:
         assert later.timings.decode == later.timings.vision == later.timings.compress == 0
-        assert later.skipped == ["decode", "vision", "compress"] and not later.cached
+        assert later.timings.prefix == 0 and later.prefix["source"] == "memory"
+        assert later.skipped == ["decode", "vision", "compress", "prefix"] and not later.cached
         assert later.timings.prompt > 0 and later.timings.prefill > 0
-    assert results[0].skipped == [] and results[0].timings.compress > 0
+    assert results[0].skipped == [] and results[0].timings.compress > 0 and results[0].timings.prefix > 0
+    assert results[0].prefix["source"] == "read" and results[0].prefix["reused_tokens"] == 0
 
 
 def test_default_frames_follow_device_and_family(engines: dict, sample_clip: Path) -> None:

@@ -57,9 +57,9 @@ def test_kept_tokens_and_positions(engines: dict, sample_clip: Path, family: str
         torch.testing.assert_close(kept.inputs_embeds[0, kept_text], full.inputs_embeds[0, full_text])
     else:  # Gemma 4: kept ids, the kept features handed over beside them, the token types cut alike
         assert torch.equal(kept.input_ids[0, kept_text], full.input_ids[0, full_text])
-        (handed,) = kept.extra["mm_encoder_outputs"]["video"].pooler_output
+        (handed,) = kept.visual_inputs["mm_encoder_outputs"]["video"].pooler_output
         torch.testing.assert_close(handed, features)
-        types = kept.extra["mm_token_type_ids"][0]
+        types = kept.sequence_inputs["mm_token_type_ids"][0]
         assert torch.equal(types[kept.visual_positions], torch.full_like(kept.visual_positions, 2))
         assert int(types[kept_text].sum()) == 0
 

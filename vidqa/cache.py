@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,6 +104,7 @@ class CacheInfo:
     entries: int
     size_bytes: int
     max_bytes: int
+    kinds: dict[str, int] = field(default_factory=dict)  # entries per metadata "kind" (features, prefix)
 
 
 @dataclass(frozen=True)
@@ -174,9 +175,15 @@ class FeatureCache:
             self._evict(keep=path)
 
     def info(self) -> CacheInfo:
-        """Count and total bytes of the published entries."""
+        """Count and total bytes of the published entries, and how many of each kind (the callers' metadata
+        field "kind"; entries without one count as "features")."""
         entries, _ = self._scan()
-        return CacheInfo(self.directory, len(entries), sum(e.size_bytes for e in entries), self.max_bytes)
+        kinds: dict[str, int] = {}
+        for entry in entries:
+            kind = _entry_kind(entry.path)
+            kinds[kind] = kinds.get(kind, 0) + 1
+        total = sum(e.size_bytes for e in entries)
+        return CacheInfo(self.directory, len(entries), total, self.max_bytes, kinds)
 
     def clear(self) -> int:
         """Remove every entry (and stale temp dirs); returns how many entries this call removed."""
@@ -351,6 +358,16 @@ def _remove_entry(path: Path) -> bool:
         return False
     shutil.rmtree(trash, ignore_errors=True)
     return True
+
+
+def _entry_kind(path: Path) -> str:
+    """The caller's "kind" for an entry (read from its sidecar; unreadable entries count as "features")."""
+    try:
+        meta = json.loads((path / META_FILE).read_bytes()).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        return "features"
+    kind = meta.get("kind", "features") if isinstance(meta, dict) else "features"
+    return kind if isinstance(kind, str) else "features"
 
 
 def _remove_stale(dirs: list[Path]) -> None:

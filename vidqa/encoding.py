@@ -58,6 +58,7 @@ class VideoEncoding:
     cached: bool = False  # read from the feature cache
     timings: Timings = field(default_factory=Timings)  # the video phases: decode, cache_read, vision, …
     fresh: bool = True  # no answer has reported the video phases yet
+    key: str | None = None  # the feature-cache key, when a cache is in use (prefix entries build on it)
 
     @classmethod
     def from_clip(cls, video: str, clip: Clip, visual: VisualTokens, layout: VideoLayout) -> VideoEncoding:
@@ -83,6 +84,7 @@ def entry_tensors(encoding: VideoEncoding) -> dict[str, torch.Tensor]:
 def entry_meta(encoding: VideoEncoding) -> dict[str, Any]:
     grid = encoding.visual.grid
     return {
+        "kind": "features",
         "version": ENTRY_VERSION,
         "layout": encoding.layout.to_meta(),
         "times": encoding.times,

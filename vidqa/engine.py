@@ -220,6 +220,28 @@ class Engine:
             version=ENTRY_VERSION,
         )
 
+    def prefix_key(self, feature_key: str, compression: Compression, prefix_ids: torch.Tensor) -> str:
+        """Key of a video prefix on disk: the video's features, the compression setting with all its
+        parameters, the prompt's tokens up to the video's end (template, system text, video layout), and what
+        changes the numbers of the cache (dtype, attention implementation, device type)."""
+        import hashlib
+
+        from vidqa.cache import cache_key
+        from vidqa.prefix import PREFIX_VERSION
+
+        config = self.adapter.model.config.get_text_config()
+        ids = prefix_ids.to("cpu", torch.int64).contiguous().numpy().tobytes()
+        return cache_key(
+            kind="prefix",
+            features=feature_key,
+            compression=compression.to_dict(),
+            prompt=hashlib.blake2b(ids, digest_size=16).hexdigest(),
+            dtype=str(self.adapter.model.dtype),
+            attn=getattr(config, "_attn_implementation", None),
+            device=self.device.type,
+            version=PREFIX_VERSION,
+        )
+
     def prepare(self, video: str | Path, sampling: SamplingSettings) -> Prepared:
         """The model-free half: a cache hit, or decoded frames. Safe to run on a background thread."""
         timings = Timings()
@@ -256,6 +278,7 @@ class Engine:
             self._store(prepared.key, encoding, timings)
         timings.total = sum(getattr(timings, name) for name in VIDEO_PHASES)
         encoding.timings = timings
+        encoding.key = prepared.key
         return encoding
 
     def _store(self, key: str | None, encoding: VideoEncoding, timings: Timings) -> None:
@@ -278,14 +301,21 @@ class Engine:
         video: str | Path | VideoEncoding,
         compression: Compression | None = None,
         *,
+        method: str | None = None,
+        keep: float | None = None,
+        params: dict[str, Any] | None = None,
         sampling: SamplingSettings | None = None,
         generation: GenerationSettings | None = None,
     ) -> Session:
-        """Questions about one video under one compression setting (default: VidCom² at 0.25, as the CLI)."""
+        """Questions about one video under one compression setting: a built `compression`, or `method`,
+        `keep` and `params` (default: VidCom² at 0.25, as the CLI). The video is decoded and encoded now;
+        the selection and the video prefix on the first question; every later question reuses all three."""
+        if compression is not None and (method is not None or keep is not None or params):
+            raise UsageError("give either a built compression or method/keep/params, not both")
         sampling = sampling or SamplingSettings()
+        compression = compression or build_compression(method or DEFAULT_METHOD, keep=keep, params=params)
         encoding = video if isinstance(video, VideoEncoding) else self.encode_video(video, sampling)
         settings = self.settings(sampling, generation or GenerationSettings())
-        compression = compression or build_compression(DEFAULT_METHOD)
         return Session(self, encoding, compression, settings=settings)
 
     def validate(self, compression: Compression) -> None:

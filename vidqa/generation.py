@@ -40,6 +40,7 @@ class GenerationStats:
     generate: float
     tokens: int
     extra: dict[str, Any] = field(default_factory=dict)
+    token_ids: torch.Tensor | None = None  # (n,) the answer's token ids
 
 
 class _FirstTokenClock(LogitsProcessor):
@@ -80,15 +81,27 @@ def generate_streaming(
     generation: GenerationSettings,
     on_text: Callable[[str], None] | None = None,
     decode_stage: DecodeStage | None = None,
+    cache: Any = None,
 ) -> tuple[str, GenerationStats]:
-    """Greedy-decode from assembled inputs; returns the answer and its timings (from `start`)."""
+    """Greedy-decode from assembled inputs; returns the answer and its timings (from `start`).
+
+    cache: a KV cache that already holds the start of the prompt (a fork of the video prefix, or a
+    conversation's cache); `generate` then reads only the rest and extends the cache in place.
+    """
+    from vidqa.prefix import cache_argument, cached_length
+
     tokenizer = adapter.processor.tokenizer
     first_token = _FirstTokenClock(clock)
     streamer = _TextCallback(tokenizer, on_text) if on_text is not None else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with inputs.hooks_installed(), decode_stage or contextlib.nullcontext():
+    cached = cached_length(cache) if cache is not None else 0
+    kwargs = inputs.generate_kwargs(cached=cached)
+    if cache is not None:
+        kwargs[cache_argument(adapter.model)] = cache
+    hooks = inputs.hooks_installed() if not cached else contextlib.nullcontext()
+    with hooks, decode_stage or contextlib.nullcontext():
         output = adapter.model.generate(
-            **inputs.generate_kwargs(),
+            **kwargs,
             max_new_tokens=generation.max_new_tokens,
             min_new_tokens=generation.min_new_tokens or None,
             do_sample=False,
@@ -107,5 +120,6 @@ def generate_streaming(
         generate=end - first,
         tokens=int(new_tokens.shape[0]),
         extra=decode_stage.stats() if decode_stage is not None else {},
+        token_ids=new_tokens,
     )
     return tokenizer.decode(new_tokens, skip_special_tokens=True).strip(), stats

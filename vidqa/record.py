@@ -17,10 +17,14 @@ PHASES = (
     "cache_write",
     "prompt",
     "compress",
+    "prefix",
     "prefill",
     "generate",
+    "prefix_write",
     "total",
 )
+#: Phases before the first answer token: their sum is the time to first token (TTFT).
+BEFORE_FIRST_TOKEN = PHASES[: PHASES.index("generate")]
 #: Phases that belong to the video, not the question: they run once per video (or not at all on a reuse).
 VIDEO_PHASES = ("decode", "cache_read", "vision", "cache_write")
 
@@ -30,13 +34,18 @@ class Timings:
     """Seconds per phase, device-synchronised; a phase that did not run is 0 (`skipped` says which reused).
 
     decode: PyAV demux + decode + RGB conversion of the sampled frames.
-    cache_read: building the feature-cache key and reading the entry (a hit replaces decode and vision).
+    cache_read: building the cache key and reading the entries (a feature hit replaces decode and vision; a
+        prefix hit also replaces compress and prefix).
     vision: the processor over the pixels (resize, normalise, expand video tokens), vision tower, projector.
-    cache_write: storing fresh features in the feature cache.
+    cache_write: storing fresh features in the cache (before the answer).
     prompt: templating and tokenising the question around the video's stored token layout.
     compress: choosing the kept tokens (0 for method none; once per video and setting).
-    prefill: assembling the kept inputs + the LLM reading the prompt, to the first answer token's logits.
-    generate: the remaining decode steps. total: wall time of the whole item.
+    prefix: the LLM reading the prompt up to the video's last kept token (once per video and setting).
+    prefill: assembling the kept inputs + the LLM reading the rest of the prompt (the question), to the
+        first answer token's logits.
+    generate: the remaining decode steps.
+    prefix_write: storing a freshly read video prefix in the cache (after the answer, once per video).
+    total: wall time of the whole item.
     """
 
     decode: float = 0.0
@@ -45,12 +54,19 @@ class Timings:
     cache_write: float = 0.0
     prompt: float = 0.0
     compress: float = 0.0
+    prefix: float = 0.0
     prefill: float = 0.0
     generate: float = 0.0
+    prefix_write: float = 0.0
     total: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return {name: round(getattr(self, name), 6) for name in PHASES}
+
+    @property
+    def first_token(self) -> float:
+        """Time to the first answer token: every phase before it (model load excluded)."""
+        return sum(getattr(self, name) for name in BEFORE_FIRST_TOKEN)
 
     def video_phases(self) -> Timings:
         """Only the per-video phases (what the first question of a video carries)."""
@@ -86,6 +102,7 @@ class Result:
     peak_memory_bytes: int = 0
     cached: bool = False  # the video's features came from the on-disk feature cache
     skipped: list[str] = field(default_factory=list)  # phases not run because their result was reused
+    prefix: dict[str, Any] = field(default_factory=dict)  # the video prefix: tokens, reused tokens, source
     warnings: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # what produced the record (resume checks it)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +131,7 @@ class Result:
             "peak_memory_bytes": self.peak_memory_bytes,
             "cached": self.cached,
             "skipped": self.skipped,
+            "prefix": self.prefix,
             "warnings": self.warnings,
             "settings": self.settings,
         }

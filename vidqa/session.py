@@ -1,35 +1,67 @@
 """Questions about one encoded video under one compression setting: the unit every entry point runs.
 
-`Session.ask` is vidqa's one item pipeline, used by `Engine.ask`, the batch runner, `bench` and everything
-above them. It reads top to bottom as the phases of a question:
+`Session.ask` is vidqa's one item pipeline, used by `Engine.ask`, the batch runner, `chat`, `bench` and
+everything above them. It reads top to bottom as the phases of a question:
 
-    prompt (tokenise the question) → compress (once per session) → prefill → generate
+    prompt (tokenise the question) → compress (once per session) → prefix (once per session) → prefill
+    → generate
 
 The video's own phases (decode or cache read, vision, cache write) happened when the video was encoded; the
-session's first answer carries their timings, so summing a video's records counts each phase once.
+session's first answer carries their timings, so summing a video's records counts each phase once. The
+selection and the video prefix (the LLM's cache up to the video's last kept token, `vidqa.prefix`) are
+computed on the first question, or read from the on-disk cache, and reused by every later one: a second
+question costs only its own tokens.
+
+A session is also a conversation: `ask(..., follow_up=True)` puts the earlier turns (`history`) in the
+prompt, in the chat template's multi-turn form, and continues from the previous answer's cache where the
+model's cache can be cut back exactly (attention-only models); otherwise from the video prefix.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vidqa.errors import UsageError
+from vidqa.compress.base import Selection
+from vidqa.errors import CacheError, UsageError
 from vidqa.generation import generate_streaming
 from vidqa.memory import peak_bytes, reset_peak
+from vidqa.models.base import Turn
+from vidqa.prefix import (
+    UnsupportedCache,
+    VideoPrefix,
+    cache_entry,
+    cached_length,
+    croppable,
+    prefix_end,
+    read_prefix,
+    restore_cache,
+)
 from vidqa.record import Result, Timings
 from vidqa.settings import GenerationSettings
 
 if TYPE_CHECKING:
-    from vidqa.compress.base import Selection
+    from transformers import Cache
+
     from vidqa.compress.registry import Compression
     from vidqa.encoding import VideoEncoding
     from vidqa.engine import Engine
+    from vidqa.models.base import GenerateInputs, Prompt
 
 TextCallback = Callable[[str], None]
+KEEP_MASK = "keep_mask"
+
+
+@dataclass
+class _Conversation:
+    """The cache after the last follow-up answer and the token ids it holds (1-D, same length)."""
+
+    cache: Cache
+    token_ids: torch.Tensor
 
 
 class Session:
@@ -48,7 +80,14 @@ class Session:
         self.encoding = encoding
         self.compression = compression
         self.settings = settings or {}  # the run's settings, copied into every record
+        self.history: list[Turn] = []  # the conversation so far (follow-up questions only)
         self._selection: Selection | None = None
+        self._prefix: VideoPrefix | None = None
+        self._prefix_source = ""  # how the prefix was obtained: "read" (by the LLM, here) or "disk"
+        self._prefix_uses = 0
+        self._looked_up = False  # the on-disk cache was asked for this session's prefix
+        self._unstored_key: str | None = None  # where to store the prefix after the answer (a disk miss)
+        self._conversation: _Conversation | None = None
 
     @property
     def selection(self) -> Selection:
@@ -57,6 +96,11 @@ class Session:
             self._selection = self.compression.select(self.encoding.visual.features)
         return self._selection
 
+    def reset(self) -> None:
+        """Forget the conversation (the video, its selection and prefix stay)."""
+        self.history.clear()
+        self._conversation = None
+
     @torch.inference_mode()
     def ask(
         self,
@@ -64,8 +108,13 @@ class Session:
         *,
         generation: GenerationSettings | None = None,
         on_text: TextCallback | None = None,
+        follow_up: bool = False,
     ) -> Result:
-        """Answer one question: prompt → compress → prefill → generate, each phase timed."""
+        """Answer one question: prompt → compress → prefix → prefill → generate, each phase timed.
+
+        follow_up: the question continues the conversation (`history`) and is added to it; otherwise it is
+        asked about the video alone.
+        """
         generation = generation or GenerationSettings()
         question = question.strip()
         if not question:
@@ -74,23 +123,36 @@ class Session:
         started = time.perf_counter()
         first = self.encoding.fresh  # the video's first question carries its phases
         timings, skipped = self._video_phases()
+        warnings = list(self.encoding.warnings)
 
         mark = clock.now()
-        prompt = adapter.prompt(question, self.encoding.layout)
+        prompt = adapter.prompt(question, self.encoding.layout, self.history if follow_up else ())
         timings.prompt = clock.now() - mark
 
+        if not self._looked_up:
+            self._looked_up = True
+            self._read_stored_prefix(prompt, timings)
         selection, timings.compress = self._timed_selection(skipped)
         t, m, _ = self.encoding.visual.shape
         keep_mask = None if selection.kept == t * m else selection.mask(m)
 
         mark = clock.now()
         inputs = adapter.assemble(prompt, self.encoding.visual, keep_mask)
+        assembled = clock.now() - mark
+        cache, reuse = self._cache_for(prompt, inputs, timings, skipped, warnings, follow_up=follow_up)
+
         decode_stage = self.compression.decode_stage(adapter.model, inputs.visual_positions)
+        mark = clock.now()
+        self._conversation = None  # the cache is being extended: it is whole again only if the answer ends
         answer, stats = generate_streaming(
             adapter, inputs, clock=clock, start=mark, generation=generation, on_text=on_text,
-            decode_stage=decode_stage,
+            decode_stage=decode_stage, cache=cache,
         )  # fmt: skip
-        timings.prefill, timings.generate = stats.prefill, stats.generate
+        timings.prefill, timings.generate = assembled + stats.prefill, stats.generate
+        if follow_up:
+            self.history.append(Turn(question, answer))
+            self._keep_conversation(cache, inputs, stats.token_ids)
+        timings.prefix_write = self._store_prefix(warnings)
         timings.total = time.perf_counter() - started + (self.encoding.timings.total if first else 0.0)
         return Result(
             video=self.encoding.video,
@@ -108,11 +170,13 @@ class Session:
             peak_memory_bytes=peak_bytes(engine.device),
             cached=self.encoding.cached,
             skipped=skipped,
-            warnings=list(self.encoding.warnings),
+            prefix=reuse,
+            warnings=warnings,
             settings=self.settings,
             extra=stats.extra,
         )
 
+    # -- the video's phases and the selection ------------------------------------------------------------
     def _video_phases(self) -> tuple[Timings, list[str]]:
         """The video's phase timings for its first question (its memory peak was reset before the vision
         tower ran); for later questions none, a fresh memory peak, and decode and vision named as skipped."""
@@ -130,3 +194,101 @@ class Session:
         mark = self.engine.clock.now()
         selection = self.selection
         return selection, self.engine.clock.now() - mark
+
+    # -- the video prefix ---------------------------------------------------------------------------------
+    def _cache_for(
+        self,
+        prompt: Prompt,
+        inputs: GenerateInputs,
+        timings: Timings,
+        skipped: list[str],
+        warnings: list[str],
+        *,
+        follow_up: bool,
+    ) -> tuple[Cache, dict[str, Any]]:
+        """The cache this question starts from, and what the record says about it."""
+        length = inputs.length - (int(prompt["input_ids"].shape[1]) - self._prefix_end(prompt))
+        if self._prefix is not None and not self._prefix.starts(inputs):
+            warnings.append("the prompt differs before the video's end: its prefix was read again")
+            self._prefix, self._unstored_key = None, None
+        if self._prefix is None:
+            mark = self.engine.clock.now()
+            self._prefix = read_prefix(self.engine.adapter, inputs, length)
+            timings.prefix = self.engine.clock.now() - mark
+            self._prefix_source, self._prefix_uses = "read", 0
+        source = self._prefix_source if self._prefix_uses == 0 else "memory"
+        self._prefix_uses += 1
+        if source != "read":
+            skipped.append("prefix")
+        record = {"tokens": length, "reused_tokens": 0 if source == "read" else length}
+        conversation = self._conversation if follow_up else None
+        if conversation is not None:
+            common = _common_length(conversation.token_ids, inputs.token_ids[0])
+            if length < common < inputs.length:
+                _crop(conversation.cache, common)
+                return conversation.cache, {**record, "reused_tokens": common, "source": "conversation"}
+        return self._prefix.fork(), {**record, "source": source}
+
+    def _prefix_end(self, prompt: Prompt) -> int:
+        return prefix_end(prompt["input_ids"], self.engine.adapter.video_token_id)
+
+    def _keep_conversation(
+        self, cache: Cache, inputs: GenerateInputs, answer_ids: torch.Tensor | None
+    ) -> None:
+        """Keep the cache a follow-up continues from, when it can be cut back exactly to a common start."""
+        if answer_ids is None or not croppable(cache):
+            return
+        ids = torch.cat([inputs.token_ids[0], answer_ids.to(inputs.token_ids.device)])
+        self._conversation = _Conversation(cache, ids[: cached_length(cache)])
+
+    def _stored_key(self, prompt: Prompt) -> str | None:
+        """The on-disk key of this session's prefix (None without a cache or a feature key)."""
+        if self.engine.cache is None or self.encoding.key is None:
+            return None
+        ids = prompt["input_ids"][0, : self._prefix_end(prompt)]
+        return self.engine.prefix_key(self.encoding.key, self.compression, ids)
+
+    def _read_stored_prefix(self, prompt: Prompt, timings: Timings) -> None:
+        """A prefix entry on disk gives both the selection and the prefix cache; on a miss, remember where
+        to store the prefix once it is read."""
+        key = self._stored_key(prompt)
+        if key is None or self.engine.cache is None:
+            return
+        mark = self.engine.clock.now()
+        entry = self.engine.cache.get(key)
+        restored = restore_cache(self.engine.adapter.model, *entry) if entry is not None else None
+        timings.cache_read += self.engine.clock.now() - mark
+        if entry is None or restored is None:
+            self._unstored_key = key
+            return
+        self._prefix, self._prefix_source, self._prefix_uses = restored, "disk", 0
+        self._selection = Selection.from_mask(entry[0][KEEP_MASK].to(self.encoding.visual.features.device))
+
+    def _store_prefix(self, warnings: list[str]) -> float:
+        """Write a prefix read in this session to the on-disk cache, once; returns the seconds it took."""
+        key, self._unstored_key = self._unstored_key, None
+        if key is None or self._prefix is None or self._prefix_source != "read" or self.engine.cache is None:
+            return 0.0
+        start = time.perf_counter()
+        try:
+            tensors, meta = cache_entry(self._prefix)
+            tensors[KEEP_MASK] = self.selection.mask(self.encoding.visual.shape[1])
+            self.engine.cache.put(key, tensors, {"kind": "prefix", **meta})
+        except (CacheError, UnsupportedCache) as exc:
+            warnings.append(f"video prefix not cached: {exc}")
+        return time.perf_counter() - start
+
+
+def _common_length(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many leading elements two 1-D tensors share."""
+    n = min(a.shape[0], b.shape[0])
+    differ = (a[:n].to(b.device) != b[:n]).nonzero()
+    return int(differ[0]) if differ.numel() else n
+
+
+def _crop(cache: Cache, length: int) -> None:
+    """Cut an attention-only cache (see `croppable`) back to its first `length` positions."""
+    for layer in cache.layers:
+        if layer.keys is not None and layer.keys.shape[-2] > length:
+            layer.keys = layer.keys[..., :length, :]
+            layer.values = layer.values[..., :length, :]

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from vidqa.record import PHASES, decode_rate
+from vidqa.record import BEFORE_FIRST_TOKEN, PHASES, decode_rate
 
 if TYPE_CHECKING:
     from vidqa.engine import InspectReport
@@ -82,7 +82,7 @@ def timing_table(record: dict[str, Any]) -> Table:
     timings = record["timings"]
     shown = [name for name in PHASES if timings[name] > 0 or name in ("prefill", "generate", "total")]
     table = Table(title=None, show_header=True, header_style="bold", box=None, pad_edge=False)
-    for column in (*shown, "visual tokens", "answer", "peak mem"):
+    for column in (*shown, "first token", "visual tokens", "answer", "peak mem"):
         table.add_column(column.replace("_", " "), justify="right")
     tokens = record["visual_tokens"]
     kept = f"{tokens['kept']}/{tokens['total']}"
@@ -92,6 +92,7 @@ def timing_table(record: dict[str, Any]) -> Table:
     rate = decode_rate(generated, timings["generate"])
     table.add_row(
         *(seconds(timings[name]) for name in shown),
+        seconds(sum(timings[name] for name in BEFORE_FIRST_TOKEN)),
         kept,
         f"{generated} tok" + (f", {rate:.1f}/s" if rate else ""),
         size(record["peak_memory_bytes"]),

@@ -128,15 +128,17 @@ def cache_info(
         "directory": str(info.directory),
         "exists": info.directory.is_dir(),
         "entries": info.entries,
+        "kinds": info.kinds,
         "size_bytes": info.size_bytes,
         "max_bytes": info.max_bytes,
     }
     if json_output:
         reporter.data(data)
     else:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(info.kinds.items()))
         typer.echo(
-            f"{info.directory}: {info.entries} entries, {info.size_bytes / 2**20:.1f} MiB "
-            f"of {info.max_bytes / 2**30:.1f} GiB"
+            f"{info.directory}: {info.entries} entries{f' ({kinds})' if kinds else ''}, "
+            f"{info.size_bytes / 2**20:.1f} MiB of {info.max_bytes / 2**30:.1f} GiB"
         )
 
 

@@ -19,7 +19,7 @@ An adapter never decides what to keep; a compressor never sees a model.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -85,25 +85,34 @@ class VideoLayout:
         }
 
 
+#: Installs one forward pre-hook for a prefill that covers the first `length` tokens; returns its handle.
+HookInstaller = Callable[[int], Any]
+
+
 @dataclass
 class GenerateInputs:
-    """What `model.generate` receives, plus where the visual tokens sit in it.
+    """What the LLM receives for one prompt, plus where the visual tokens sit in it.
 
     Either `inputs_embeds` (1, L', D) with the kept visual features already in place (most families), or
-    `input_ids` (1, L') with the kept features handed over in `extra` (Gemma 4, whose generate takes no
-    embeddings). attention_mask: (1, L'); position_ids: (1, L') or (3, 1, L') or None (contiguous positions,
-    derived by generate). visual_positions: (V',) indices into L' of the kept visual tokens, ascending
-    (DyCoke's decode stage restricts attention among exactly these). extra: further generate keyword
-    arguments, already cut to the kept sequence (e.g. Gemma 4's `mm_token_type_ids`).
+    `input_ids` (1, L') with the kept features handed over in `visual_inputs` (Gemma 4, whose generate takes
+    no embeddings). attention_mask: (1, L'); position_ids: (1, L') or (3, 1, L') or None (contiguous
+    positions, derived by the model). token_ids: (1, L') the kept token ids, whatever the model is fed (what
+    a cached prefix is checked against). visual_positions: (V',) indices into L' of the kept visual tokens,
+    ascending (DyCoke's decode stage restricts attention among exactly these). sequence_inputs: further
+    keyword arguments shaped (1, L'), cut like the sequence (Gemma 4's `mm_token_type_ids`). visual_inputs:
+    keyword arguments only a forward that reads the visual tokens needs (Gemma 4's `mm_encoder_outputs`).
+    prefill_hooks: installers of hooks the forward that reads the visual tokens needs (Qwen3-VL deepstack).
     """
 
     attention_mask: torch.Tensor
     position_ids: torch.Tensor | None
     visual_positions: torch.Tensor
+    token_ids: torch.Tensor
     inputs_embeds: torch.Tensor | None = None
     input_ids: torch.Tensor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    prefill_hooks: list[Any] = field(default_factory=list)
+    sequence_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    visual_inputs: dict[str, Any] = field(default_factory=dict)
+    prefill_hooks: list[HookInstaller] = field(default_factory=list)
 
     @property
     def length(self) -> int:
@@ -114,8 +123,13 @@ class GenerateInputs:
         """generate returns the prompt before the answer when given input_ids (not for embeddings alone)."""
         return self.input_ids is not None
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"attention_mask": self.attention_mask, **self.extra}
+    def generate_kwargs(self, *, cached: int = 0) -> dict[str, Any]:
+        """The whole prompt for `generate`. With `cached` > 0 tokens already in the cache it is still the
+        whole prompt (generate feeds only the uncached part and keeps the full mask), but without what only
+        the visual tokens need: they are all in the cached part."""
+        kwargs: dict[str, Any] = {"attention_mask": self.attention_mask, **self.sequence_inputs}
+        if not cached:
+            kwargs.update(self.visual_inputs)
         if self.inputs_embeds is not None:
             kwargs["inputs_embeds"] = self.inputs_embeds
         if self.input_ids is not None:
@@ -124,10 +138,26 @@ class GenerateInputs:
             kwargs["position_ids"] = self.position_ids
         return kwargs
 
+    def prefix_kwargs(self, length: int) -> dict[str, Any]:
+        """A forward over the first `length` tokens (they hold every visual token): the video prefix."""
+        last_visual = int(self.visual_positions[-1]) if self.visual_positions.numel() else -1
+        if length <= last_visual:
+            raise AdapterError(f"a prefix of {length} tokens does not hold every visual token")
+        kwargs: dict[str, Any] = {"attention_mask": self.attention_mask[:, :length], **self.visual_inputs}
+        kwargs.update({name: value[:, :length] for name, value in self.sequence_inputs.items()})
+        if self.inputs_embeds is not None:
+            kwargs["inputs_embeds"] = self.inputs_embeds[:, :length]
+        if self.input_ids is not None:
+            kwargs["input_ids"] = self.input_ids[:, :length]
+        if self.position_ids is not None:
+            kwargs["position_ids"] = self.position_ids[..., :length]
+        return kwargs
+
     @contextlib.contextmanager
-    def hooks_installed(self) -> Iterator[None]:
-        """Install the prefill hooks (e.g. deepstack injection) for one generate call; always removed."""
-        handles = [install() for install in self.prefill_hooks]
+    def hooks_installed(self, length: int | None = None) -> Iterator[None]:
+        """Install the prefill hooks for a forward over the first `length` tokens (default: all); always
+        removed afterwards."""
+        handles = [install(self.length if length is None else length) for install in self.prefill_hooks]
         try:
             yield
         finally:
@@ -179,9 +209,17 @@ class VideoAdapter:
         return int(token_id)
 
     # -- phase 1: encode (question-independent) ---------------------------------------------------------
-    def chat_text(self, question: str) -> str:
-        """The chat-templated prompt for one video and one question, ready for generation."""
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+    def chat_text(self, question: str, history: Sequence[Turn] = ()) -> str:
+        """The chat-templated prompt for one video and a question, after the earlier turns of a conversation
+        (the video sits in the first user turn), ready for generation."""
+        first = history[0].question if history else question
+        messages: list[dict[str, Any]] = [
+            {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": first}]}
+        ]
+        for index, turn in enumerate(history):
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.answer}]})
+            following = history[index + 1].question if index + 1 < len(history) else question
+            messages.append({"role": "user", "content": [{"type": "text", "text": following}]})
         # Qwen3.5-style templates otherwise open a reasoning block before the answer, which multiplies the
         # answer's length: ask them not to (only templates that read the variable get it).
         template_kwargs = (
@@ -254,12 +292,12 @@ class VideoAdapter:
         raise AdapterError("cannot reproduce the processor's tokenisation of the video prompt")
 
     # -- phase 2: prompt (the question only) ------------------------------------------------------------
-    def prompt(self, question: str, layout: VideoLayout) -> Prompt:
-        """Token ids of the prompt for `question` about the video laid out by `layout`."""
-        text = self.chat_text(question)
+    def prompt(self, question: str, layout: VideoLayout, history: Sequence[Turn] = ()) -> Prompt:
+        """Token ids of the prompt for `question` about the video laid out by `layout` (after `history`)."""
+        text = self.chat_text(question, history)
         if text.count(layout.placeholder) != 1:
             raise UsageError(
-                f"the question must not contain the model's video placeholder {layout.placeholder}"
+                f"a question or answer must not contain the model's video placeholder {layout.placeholder}"
             )
         tokens = self.processor.tokenizer(
             text.replace(layout.placeholder, layout.replacement, 1),
@@ -294,7 +332,9 @@ class VideoAdapter:
             )
         seq_keep = torch.ones_like(video_mask[0])
         seq_keep[video_mask[0]] = visual_keep.to(input_ids.device)  # (L,)
-        return KeptSequence(seq_keep=seq_keep, kept_video_mask=video_mask[:, seq_keep])
+        return KeptSequence(
+            seq_keep=seq_keep, kept_video_mask=video_mask[:, seq_keep], token_ids=input_ids[:, seq_keep]
+        )
 
     def _merge_kept(
         self, input_ids: torch.Tensor, video_embeds: torch.Tensor, visual_keep: torch.Tensor
@@ -321,17 +361,27 @@ class VideoAdapter:
             attention_mask=prompt["attention_mask"].to(self.device)[:, kept.seq_keep],
             position_ids=None,  # contiguous, derived by generate from the attention mask
             visual_positions=kept.kept_video_mask[0].nonzero(as_tuple=True)[0],
+            token_ids=kept.token_ids,
         )
 
 
 @dataclass
 class KeptSequence:
     """The prompt after dropping: the keep mask over the original sequence (L,), where the kept video
-    placeholders sit in the new one (1, L'), and (once merged) its embeddings (1, L', D)."""
+    placeholders sit in the new one (1, L'), its token ids (1, L') and (once merged) embeddings (1, L', D)."""
 
     seq_keep: torch.Tensor
     kept_video_mask: torch.Tensor
+    token_ids: torch.Tensor
     embeds: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange of a conversation about a video: what was asked and what the model answered."""
+
+    question: str
+    answer: str
 
 
 def token_keep_mask(keep: torch.Tensor | None, count: int, device: torch.device) -> torch.Tensor:

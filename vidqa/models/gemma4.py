@@ -75,8 +75,9 @@ class Gemma4Adapter(VideoAdapter):
             attention_mask=prompt["attention_mask"].to(self.device)[:, kept.seq_keep],
             position_ids=None,  # contiguous, derived by generate
             visual_positions=kept.kept_video_mask[0].nonzero(as_tuple=True)[0],
-            extra={
-                "mm_token_type_ids": prompt["mm_token_type_ids"].to(self.device)[:, kept.seq_keep],
-                "mm_encoder_outputs": {"video": encoded},
+            token_ids=kept.token_ids,
+            sequence_inputs={
+                "mm_token_type_ids": prompt["mm_token_type_ids"].to(self.device)[:, kept.seq_keep]
             },
+            visual_inputs={"mm_encoder_outputs": {"video": encoded}},
         )

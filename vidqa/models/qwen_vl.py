@@ -26,6 +26,7 @@ import torch
 from vidqa.models.base import (
     AdapterError,
     GenerateInputs,
+    HookInstaller,
     Prompt,
     VideoAdapter,
     VisualTokens,
@@ -113,32 +114,36 @@ class QwenVLAdapter(VideoAdapter):
             attention_mask=prompt["attention_mask"].to(self.device)[:, kept.seq_keep],
             position_ids=positions[..., kept.seq_keep],  # survivors keep their original (t, h, w)
             visual_positions=kept.kept_video_mask[0].nonzero(as_tuple=True)[0],
+            token_ids=kept.token_ids,
         )
         if DEEPSTACK in visual.per_token:
             levels = visual.per_token[DEEPSTACK].flatten(1, 2)[:, token_keep]  # (levels, kept, D)
             inputs.prefill_hooks.append(self._deepstack_hook(kept.kept_video_mask, levels))
         return inputs
 
-    def _deepstack_hook(self, visual_pos_masks: torch.Tensor, levels: torch.Tensor) -> Any:
-        """A hook installer that feeds deepstack features to the language model's prefill call only."""
+    def _deepstack_hook(self, visual_pos_masks: torch.Tensor, levels: torch.Tensor) -> HookInstaller:
+        """An installer of the hook that feeds deepstack features to the language model's call that reads the
+        visual tokens: the forward over the first `length` tokens (the video prefix, or the whole prompt)."""
         language_model = self.model.model.language_model
-        prefill_length = visual_pos_masks.shape[1]
 
-        def inject(_module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-            if any(
-                isinstance(a, torch.Tensor) and a.dim() == 3 and a.shape[1] == prefill_length for a in args
-            ):
-                # transformers passed the prefill's embeddings positionally: injecting by keyword would be
-                # silently skipped, so fail loudly instead of answering without the deepstack features
-                raise AdapterError("Qwen3-VL language model called positionally: cannot inject deepstack")
-            embeds = kwargs.get("inputs_embeds")
-            if (
-                embeds is not None
-                and embeds.shape[1] == prefill_length
-                and kwargs.get("visual_pos_masks") is None
-            ):
-                kwargs["visual_pos_masks"] = visual_pos_masks
-                kwargs["deepstack_visual_embeds"] = [level.to(embeds.dtype) for level in levels]
-            return args, kwargs
+        def install(length: int) -> Any:
+            masks = visual_pos_masks[:, :length]
 
-        return lambda: language_model.register_forward_pre_hook(inject, with_kwargs=True)
+            def inject(_module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+                if any(isinstance(a, torch.Tensor) and a.dim() == 3 and a.shape[1] == length for a in args):
+                    # transformers passed the embeddings positionally: injecting by keyword would be silently
+                    # skipped, so fail loudly instead of answering without the deepstack features
+                    raise AdapterError("Qwen3-VL language model called positionally: cannot inject deepstack")
+                embeds = kwargs.get("inputs_embeds")
+                if (
+                    embeds is not None
+                    and embeds.shape[1] == length
+                    and kwargs.get("visual_pos_masks") is None
+                ):
+                    kwargs["visual_pos_masks"] = masks
+                    kwargs["deepstack_visual_embeds"] = [level.to(embeds.dtype) for level in levels]
+                return args, kwargs
+
+            return language_model.register_forward_pre_hook(inject, with_kwargs=True)
+
+        return install
