@@ -85,6 +85,8 @@ def test_prompt_ids_equal_the_processors_for_any_question(
         for name in ("input_ids", "attention_mask", "mm_token_type_ids", "video_grid_thw"):
             if name in expected:
                 assert torch.equal(prompt[name], expected[name]), (question, name)
+    # every family's video expansion ends at a special token: only the text after it is tokenised per question
+    assert adapter._prompt_heads and all(head.split for head in adapter._prompt_heads.values())
 
 
 @pytest.mark.parametrize("family", ALL_FAMILIES)

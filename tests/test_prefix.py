@@ -31,7 +31,12 @@ SETTINGS = {
 }
 
 
-def cold_answer(session: Session, question: str, history: tuple[Turn, ...] = ()) -> str:
+def cold_answer(
+    session: Session,
+    question: str,
+    history: tuple[Turn, ...] = (),
+    generation: GenerationSettings = GENERATION,
+) -> str:
     """The same question through one full-prompt generate (no prefix, no reuse): the reference."""
     adapter = session.engine.adapter
     prompt = adapter.prompt(question, session.encoding.layout, history)
@@ -43,7 +48,7 @@ def cold_answer(session: Session, question: str, history: tuple[Turn, ...] = ())
     stage = session.compression.decode_stage(adapter.model, inputs.visual_positions)
     with torch.inference_mode():
         answer, _ = generate_streaming(
-            adapter, inputs, clock=session.engine.clock, start=0.0, generation=GENERATION, decode_stage=stage
+            adapter, inputs, clock=session.engine.clock, start=0.0, generation=generation, decode_stage=stage
         )
     return answer
 
@@ -184,6 +189,33 @@ def test_prefix_entry_round_trips_every_cache_layer(engines: dict, sample_clip: 
                         assert torch.equal(item, got) if isinstance(item, torch.Tensor) else item == got
 
 
+@pytest.mark.parametrize(
+    ("family", "dtype"),
+    [
+        ("llava_onevision", "float32"),
+        ("qwen2_vl", "float32"),
+        ("qwen3_5", "float32"),
+        ("qwen3_5", "bfloat16"),
+    ],
+)
+def test_the_documented_entry_size_formula_matches_real_entries(
+    engines: dict, tiny_checkpoints: dict, sample_clip: Path, family: str, dtype: str
+) -> None:
+    from benchmarks.prefix_sizes import entry_bytes
+
+    engine = (
+        engines[family] if dtype == "float32" else Engine.load(str(tiny_checkpoints[family]), dtype=dtype)
+    )
+    session = engine.session(sample_clip, build_compression("vidcom2", keep=0.5), sampling=FRAMES)
+    session.ask(QUESTIONS[0], generation=GENERATION)
+    assert session._prefix is not None
+    tensors, _ = cache_entry(session._prefix)
+    stored = sum(t.numel() * t.element_size() for name, t in tensors.items() if name.startswith("layer."))
+    config = session.engine.adapter.model.config.get_text_config()
+    width = 4 if dtype == "float32" else 2
+    assert stored == entry_bytes(config, session._prefix.length, bytes_per_value=width)
+
+
 def test_a_prefix_entry_for_another_layout_is_not_used(engines: dict, sample_clip: Path) -> None:
     session = engines["llava_onevision"].session(
         sample_clip, build_compression("vidcom2", keep=0.5), sampling=FRAMES
@@ -292,3 +324,17 @@ def test_session_takes_a_method_by_name(engines: dict, sample_clip: Path) -> Non
     assert engine.session(session.encoding).compression == build_compression("vidcom2", keep=0.25)
     with pytest.raises(UsageError, match="either"):
         engine.session(session.encoding, build_compression("none"), method="vidcom2")
+
+
+def test_a_single_question_without_a_cache_reads_the_prompt_in_one_piece(
+    engines: dict, sample_clip: Path, tmp_path: Path
+) -> None:
+    """Nothing would reuse the prefix: no split, no kept cache. With a disk cache, the prefix is kept."""
+    engine = engines["qwen3_vl"]
+    alone = engine.ask(sample_clip, QUESTIONS[0], method="vidcom2", keep=0.5, frames=4, max_new_tokens=6)
+    assert alone.prefix["source"] == "none" and alone.timings.prefix == 0 and "prefix" not in alone.skipped
+    session = engine.session(sample_clip, build_compression("vidcom2", keep=0.5), sampling=FRAMES)
+    assert alone.answer == cold_answer(session, QUESTIONS[0], generation=GenerationSettings(max_new_tokens=6))
+    stored = cached_engine(engine, tmp_path / "cache")
+    kept = stored.ask(sample_clip, QUESTIONS[0], method="vidcom2", keep=0.5, frames=4, max_new_tokens=6)
+    assert kept.prefix["source"] == "read" and kept.answer == alone.answer

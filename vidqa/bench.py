@@ -3,7 +3,8 @@
 Settings run interleaved — every round runs each setting once, in turn — after one warm-up run of each, so
 drift (thermal, caches, other load) hits them all alike. Every run is the whole item, decode to last token,
 cold (the engine must have no feature cache), and `min_new_tokens` forces equal answer lengths so decode speed
-compares fairly. Reported: medians with the min–max spread, and each setting's speed-up over `none`.
+compares fairly. Reported: medians with the min–max spread, and each setting's speed-up over `none`. `prefill`
+here is the LLM reading the whole prompt (the record's `prefix` + `prefill`: every run is a first question).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class ConfigStats:
             return [rate for rate in rates if rate is not None]
         if name == "peak_memory_bytes":
             return [float(r["peak_memory_bytes"]) for r in self.runs]
+        if name == "prefill":  # a cold run's whole prompt: the video prefix, then the question
+            return [r["timings"]["prefix"] + r["timings"]["prefill"] for r in self.runs]
         return [r["timings"][name] for r in self.runs]
 
     def median(self, name: str) -> float:
@@ -126,7 +129,9 @@ def run_bench(
             if on_progress:
                 name = "warm-up" if round_index == 0 else f"round {round_index}/{repeat}"
                 on_progress(f"{name}: {entry.config.label}")
-            session = engine.session(video, entry.config, sampling=sampling, generation=generation)
+            session = engine.session(
+                video, entry.config, sampling=sampling, generation=generation, keep_prefix=False
+            )
             result = session.ask(question, generation=generation)
             if round_index > 0:
                 entry.runs.append(result.to_dict())

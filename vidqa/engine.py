@@ -306,17 +306,19 @@ class Engine:
         params: dict[str, Any] | None = None,
         sampling: SamplingSettings | None = None,
         generation: GenerationSettings | None = None,
+        keep_prefix: bool = True,
     ) -> Session:
         """Questions about one video under one compression setting: a built `compression`, or `method`,
         `keep` and `params` (default: VidCom² at 0.25, as the CLI). The video is decoded and encoded now;
-        the selection and the video prefix on the first question; every later question reuses all three."""
+        the selection and the video prefix on the first question; every later question reuses all three
+        (`keep_prefix=False` when only one question will be asked and nothing is cached on disk)."""
         if compression is not None and (method is not None or keep is not None or params):
             raise UsageError("give either a built compression or method/keep/params, not both")
         sampling = sampling or SamplingSettings()
         compression = compression or build_compression(method or DEFAULT_METHOD, keep=keep, params=params)
         encoding = video if isinstance(video, VideoEncoding) else self.encode_video(video, sampling)
         settings = self.settings(sampling, generation or GenerationSettings())
-        return Session(self, encoding, compression, settings=settings)
+        return Session(self, encoding, compression, settings=settings, keep_prefix=keep_prefix)
 
     def validate(self, compression: Compression) -> None:
         """Refuse, before any video is read, a setting this model cannot run (e.g. DyCoke's layer)."""
@@ -387,7 +389,10 @@ class Engine:
         if not questions:
             raise UsageError("no question given")
         generation = generation or GenerationSettings()
-        session = self.session(video, compression, sampling=sampling, generation=generation)
+        reuse = len(questions) > 1 or self.cache is not None
+        session = self.session(
+            video, compression, sampling=sampling, generation=generation, keep_prefix=reuse
+        )
         for question in questions:
             yield session.ask(question, generation=generation, on_text=on_text)
 

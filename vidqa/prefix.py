@@ -106,20 +106,24 @@ def cached_length(cache: Cache) -> int:
 def read_prefix(adapter: VideoAdapter, inputs: GenerateInputs, length: int) -> VideoPrefix:
     """Run the LLM over the first `length` tokens of `inputs` (they hold every visual token) into a new cache.
 
-    Hooks that belong to the visual tokens (Qwen3-VL deepstack) are installed for exactly this forward, and
-    only the last position's logits are computed (the prefix's own logits are never used).
+    Only the cache is wanted, not logits, so the model without its output head reads the prefix (a 150k-word
+    head costs as much as several decoder layers for a question's first token). Hooks that belong to the
+    visual tokens (Qwen3-VL deepstack) are installed for exactly this forward.
     """
     model = adapter.model
+    reader = getattr(model, "model", None)  # the VLM without its language-model head
+    if not isinstance(reader, torch.nn.Module):
+        reader = model
     cache = new_cache(model)
     kwargs = inputs.prefix_kwargs(length)
-    kwargs[cache_argument(model)] = cache
-    parameters = inspect.signature(model.forward).parameters
+    kwargs[cache_argument(reader)] = cache
+    parameters = inspect.signature(reader.forward).parameters
     if "use_cache" in parameters:
         kwargs["use_cache"] = True
     if "logits_to_keep" in parameters:
         kwargs["logits_to_keep"] = 1
     with inputs.hooks_installed(length):
-        model(**kwargs)
+        reader(**kwargs)
     if cached_length(cache) != length:
         raise RuntimeError(f"the prefix cache holds {cached_length(cache)} tokens, expected {length}")
     return VideoPrefix(cache=cache, token_ids=inputs.token_ids[0, :length].clone())

@@ -73,7 +73,12 @@ def _answer_video(
 ) -> Iterator[Result]:
     answered = 0
     try:
-        session = Session(engine, engine.encode(future.result()), compression, settings=settings)
+        reuse = (
+            len(questions) > 1 or engine.cache is not None
+        )  # else nothing would read the video prefix again
+        session = Session(
+            engine, engine.encode(future.result()), compression, settings=settings, keep_prefix=reuse
+        )
         for question in questions:
             callback = on_text(Item(video, question)) if on_text else None
             result = session.ask(question, generation=generation, on_text=callback)

@@ -74,12 +74,16 @@ class Session:
         compression: Compression,
         *,
         settings: dict[str, Any] | None = None,
+        keep_prefix: bool = True,
     ) -> None:
+        """keep_prefix=False: nothing will reuse the video prefix (one question, no disk cache), so each
+        question is read by the LLM in one piece, without keeping a cache (a little faster on a CPU)."""
         compression.impl.validate_model(engine.adapter.model, compression.params)
         self.engine = engine
         self.encoding = encoding
         self.compression = compression
         self.settings = settings or {}  # the run's settings, copied into every record
+        self.keep_prefix = keep_prefix
         self.history: list[Turn] = []  # the conversation so far (follow-up questions only)
         self._selection: Selection | None = None
         self._prefix: VideoPrefix | None = None
@@ -136,19 +140,16 @@ class Session:
         t, m, _ = self.encoding.visual.shape
         keep_mask = None if selection.kept == t * m else selection.mask(m)
 
-        mark = clock.now()
+        mark = clock.now()  # prefill: assembling, forking the cache and reading the question, less `prefix`
         inputs = adapter.assemble(prompt, self.encoding.visual, keep_mask)
-        assembled = clock.now() - mark
         cache, reuse = self._cache_for(prompt, inputs, timings, skipped, warnings, follow_up=follow_up)
-
         decode_stage = self.compression.decode_stage(adapter.model, inputs.visual_positions)
-        mark = clock.now()
         self._conversation = None  # the cache is being extended: it is whole again only if the answer ends
         answer, stats = generate_streaming(
             adapter, inputs, clock=clock, start=mark, generation=generation, on_text=on_text,
             decode_stage=decode_stage, cache=cache,
         )  # fmt: skip
-        timings.prefill, timings.generate = assembled + stats.prefill, stats.generate
+        timings.prefill, timings.generate = stats.prefill - timings.prefix, stats.generate
         if follow_up:
             self.history.append(Turn(question, answer))
             self._keep_conversation(cache, inputs, stats.token_ids)
@@ -205,9 +206,11 @@ class Session:
         warnings: list[str],
         *,
         follow_up: bool,
-    ) -> tuple[Cache, dict[str, Any]]:
-        """The cache this question starts from, and what the record says about it."""
+    ) -> tuple[Cache | None, dict[str, Any]]:
+        """The cache this question starts from (None: read the whole prompt), and what the record says."""
         length = inputs.length - (int(prompt["input_ids"].shape[1]) - self._prefix_end(prompt))
+        if not self.keep_prefix and self._prefix is None and not follow_up:
+            return None, {"tokens": length, "reused_tokens": 0, "source": "none"}
         if self._prefix is not None and not self._prefix.starts(inputs):
             warnings.append("the prompt differs before the video's end: its prefix was read again")
             self._prefix, self._unstored_key = None, None

@@ -181,6 +181,9 @@ class VideoAdapter:
         self.model = model
         self.processor = processor
         self.identity = identity  # what was loaded, exactly (vidqa.identity.model_identity)
+        # the tokenised start of a prompt, up to the end of the video, per (template text before the video,
+        # video expansion): see `prompt`
+        self._prompt_heads: dict[tuple[str, str], _PromptHead] = {}
 
     # -- configuration the engine asks for -------------------------------------------------------------
     def default_frames(self, device: torch.device) -> int:
@@ -293,21 +296,53 @@ class VideoAdapter:
 
     # -- phase 2: prompt (the question only) ------------------------------------------------------------
     def prompt(self, question: str, layout: VideoLayout, history: Sequence[Turn] = ()) -> Prompt:
-        """Token ids of the prompt for `question` about the video laid out by `layout` (after `history`)."""
+        """Token ids of the prompt for `question` about the video laid out by `layout` (after `history`).
+
+        The text up to the end of the video's expansion is the same for every question, so its ids are
+        tokenised once and only the text after it is tokenised per question — after checking, once per
+        template text and layout, that tokenising the two parts apart gives exactly the ids of the whole
+        (it does when the expansion ends with a special token, as in every supported family; where it does
+        not, the whole prompt is tokenised each time).
+        """
         text = self.chat_text(question, history)
         if text.count(layout.placeholder) != 1:
             raise UsageError(
                 f"a question or answer must not contain the model's video placeholder {layout.placeholder}"
             )
-        tokens = self.processor.tokenizer(
-            text.replace(layout.placeholder, layout.replacement, 1),
-            add_special_tokens=layout.add_special_tokens,
-            return_tensors="pt",
-        )
-        prompt: Prompt = {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+        before, after = text.split(layout.placeholder)
+        head = self._prompt_heads.get((before, layout.replacement))
+        if head is None:
+            ids = self._tokenize(before + layout.replacement + after, layout.add_special_tokens)
+            head_ids = self._tokenize(before + layout.replacement, layout.add_special_tokens)
+            tail_ids = self._tokenize(after, False)
+            split = torch.equal(torch.cat([head_ids, tail_ids]), ids)
+            head = _PromptHead(head_ids, self._token_types(head_ids) if layout.token_types else None, split)
+            self._prompt_heads[(before, layout.replacement)] = head
+            if not split:
+                return self._prompt_from(ids, layout)
+        if not head.split:
+            ids = self._tokenize(before + layout.replacement + after, layout.add_special_tokens)
+            return self._prompt_from(ids, layout)
+        tail_ids = self._tokenize(after, False)
+        types = None
+        if head.token_types is not None:
+            types = torch.cat([head.token_types, self._token_types(tail_ids)])
+        return self._prompt_from(torch.cat([head.ids, tail_ids]), layout, types)
+
+    def _tokenize(self, text: str, add_special_tokens: bool) -> torch.Tensor:
+        """(n,) ids of `text`, as the processor's tokenizer call makes them."""
+        ids = self.processor.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+        return torch.tensor(ids, dtype=torch.long)
+
+    def _token_types(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(self.processor.create_mm_token_type_ids([ids.tolist()])[0], dtype=torch.long)
+
+    def _prompt_from(
+        self, ids: torch.Tensor, layout: VideoLayout, types: torch.Tensor | None = None
+    ) -> Prompt:
+        prompt: Prompt = {"input_ids": ids[None], "attention_mask": torch.ones_like(ids)[None]}
         if layout.token_types:
-            types = self.processor.create_mm_token_type_ids(tokens["input_ids"].tolist())
-            prompt["mm_token_type_ids"] = torch.tensor(types, dtype=torch.long)
+            prompt["mm_token_type_ids"] = (types if types is not None else self._token_types(ids))[None]
         prompt.update(layout.position_inputs)
         return prompt
 
@@ -374,6 +409,16 @@ class KeptSequence:
     kept_video_mask: torch.Tensor
     token_ids: torch.Tensor
     embeds: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class _PromptHead:
+    """A prompt's ids up to the end of the video (and their modality types), and whether tokenising the
+    rest apart was checked to give exactly the ids of the whole."""
+
+    ids: torch.Tensor
+    token_types: torch.Tensor | None
+    split: bool
 
 
 @dataclass(frozen=True)
