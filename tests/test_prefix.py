@@ -338,3 +338,38 @@ def test_a_single_question_without_a_cache_reads_the_prompt_in_one_piece(
     stored = cached_engine(engine, tmp_path / "cache")
     kept = stored.ask(sample_clip, QUESTIONS[0], method="vidcom2", keep=0.5, frames=4, max_new_tokens=6)
     assert kept.prefix["source"] == "read" and kept.answer == alone.answer
+
+
+def test_prefix_entries_are_evicted_least_recently_used_first(
+    engines: dict, sample_clip: Path, tmp_path: Path
+) -> None:
+    first, second = SETTINGS["vidcom2"](), SETTINGS["dycoke"]()
+    probe = cached_engine(engines["qwen2_vl"], tmp_path / "probe")
+    for setting in (first, second):
+        probe.session(sample_clip, setting, sampling=FRAMES).ask(QUESTIONS[0], generation=GENERATION)
+    total = sum(f.stat().st_size for entry in (tmp_path / "probe").glob("*/*") for f in entry.iterdir())
+    engine = cached_engine(engines["qwen2_vl"], tmp_path / "cache", max_bytes=total - 1)  # one entry too many
+
+    def source(setting: Compression) -> str:
+        session = engine.session(sample_clip, setting, sampling=FRAMES)
+        return session.ask(QUESTIONS[1], generation=GENERATION).prefix["source"]
+
+    assert [source(first), source(second)] == ["read", "read"]  # the second write evicted the first prefix
+    assert engine.cache is not None and engine.cache.info().kinds == {"features": 1, "prefix": 1}
+    assert [source(second), source(first)] == ["disk", "read"]
+
+
+def test_text_before_the_video_that_depends_on_the_question_is_read_again_and_said(
+    engines: dict, sample_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No supported template does this; a custom one might: reuse what is shared (the selection), say so."""
+    engine = engines["llava_onevision"]
+    adapter = engine.adapter
+    template = adapter.chat_text
+    monkeypatch.setattr(adapter, "chat_text", lambda q, history=(): f"{q} " + template(q, history))
+    session = engine.session(sample_clip, SETTINGS["vidcom2"](), sampling=FRAMES)
+    first = session.ask(QUESTIONS[0], generation=GENERATION)
+    second = session.ask(QUESTIONS[1], generation=GENERATION)
+    assert first.warnings == [] and second.prefix["source"] == "read" and "compress" in second.skipped
+    assert second.warnings == ["the prompt differs before the video's end: its prefix was read again"]
+    assert second.answer == cold_answer(session, QUESTIONS[1])

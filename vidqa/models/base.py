@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
     from vidqa.video import Clip
 
+#: How many tokenised prompt starts (template text before the video + one video's expansion) an adapter keeps.
+_PROMPT_HEADS_KEPT = 16
 #: The question the video is expanded with at encode time; any question gives the same video expansion.
 PROBE_QUESTION = "What happens in this video?"
 Prompt = dict[str, torch.Tensor]  # input_ids (1, L), attention_mask (1, L), + what positions need
@@ -317,6 +319,8 @@ class VideoAdapter:
             tail_ids = self._tokenize(after, False)
             split = torch.equal(torch.cat([head_ids, tail_ids]), ids)
             head = _PromptHead(head_ids, self._token_types(head_ids) if layout.token_types else None, split)
+            if len(self._prompt_heads) >= _PROMPT_HEADS_KEPT:  # a few videos' worth; drop the oldest
+                self._prompt_heads.pop(next(iter(self._prompt_heads)))
             self._prompt_heads[(before, layout.replacement)] = head
             if not split:
                 return self._prompt_from(ids, layout)
