@@ -366,7 +366,9 @@ def test_text_before_the_video_that_depends_on_the_question_is_read_again_and_sa
     engine = engines["llava_onevision"]
     adapter = engine.adapter
     template = adapter.chat_text
-    monkeypatch.setattr(adapter, "chat_text", lambda q, history=(): f"{q} " + template(q, history))
+    monkeypatch.setattr(
+        adapter, "chat_text", lambda q, history=(), system=None: f"{q} " + template(q, history, system)
+    )
     session = engine.session(sample_clip, SETTINGS["vidcom2"](), sampling=FRAMES)
     first = session.ask(QUESTIONS[0], generation=GENERATION)
     second = session.ask(QUESTIONS[1], generation=GENERATION)

@@ -22,6 +22,10 @@ class UsageError(VidqaError):
     exit_code = 2
 
 
+class PromptTooLongError(UsageError):
+    """The prompt (after dropping) and the answer do not fit in the model's context."""
+
+
 class PresetError(UsageError):
     """A preset name or file that cannot be used."""
 

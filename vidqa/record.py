@@ -99,6 +99,8 @@ class Result:
     visual_kept: int = 0
     timings: Timings = field(default_factory=Timings)
     generated_tokens: int = 0
+    prompt_tokens: int = 0  # tokens the LLM's prompt holds after dropping (read now or reused)
+    finish_reason: str | None = None  # stop, length or cancelled (None when no answer was generated)
     peak_memory_bytes: int = 0
     cached: bool = False  # the video's features came from the on-disk feature cache
     skipped: list[str] = field(default_factory=list)  # phases not run because their result was reused
@@ -128,6 +130,8 @@ class Result:
             "visual_tokens": {"total": self.visual_total, "kept": self.visual_kept},
             "timings": self.timings.to_dict(),
             "generated_tokens": self.generated_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "finish_reason": self.finish_reason,
             "peak_memory_bytes": self.peak_memory_bytes,
             "cached": self.cached,
             "skipped": self.skipped,

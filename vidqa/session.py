@@ -20,14 +20,14 @@ model's cache can be cut back exactly (attention-only models); otherwise from th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from vidqa.compress.base import Selection
-from vidqa.errors import CacheError, UsageError
+from vidqa.errors import CacheError, PromptTooLongError, UsageError
 from vidqa.generation import generate_streaming
 from vidqa.memory import peak_bytes, reset_peak
 from vidqa.models.base import Turn
@@ -113,11 +113,17 @@ class Session:
         generation: GenerationSettings | None = None,
         on_text: TextCallback | None = None,
         follow_up: bool = False,
+        history: Sequence[Turn] | None = None,
+        system: str | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Result:
         """Answer one question: prompt → compress → prefix → prefill → generate, each phase timed.
 
-        follow_up: the question continues the conversation (`history`) and is added to it; otherwise it is
-        asked about the video alone.
+        follow_up: the question continues the session's conversation (`self.history`) and is added to it.
+        history: earlier turns to put in the prompt instead, leaving the session's own untouched (a server
+        receives the whole conversation with every request). Either way the previous answer's cache is
+        continued from where the prompts agree. system: a system message before the video's turn.
+        should_stop: polled after every generated token; True ends the answer there.
         """
         generation = generation or GenerationSettings()
         question = question.strip()
@@ -129,8 +135,10 @@ class Session:
         timings, skipped = self._video_phases()
         warnings = list(self.encoding.warnings)
 
+        turns = self.history if follow_up else (history or ())
+        conversing = follow_up or bool(history)
         mark = clock.now()
-        prompt = adapter.prompt(question, self.encoding.layout, self.history if follow_up else ())
+        prompt = adapter.prompt(question, self.encoding.layout, turns, system=system)
         timings.prompt = clock.now() - mark
 
         if not self._looked_up:
@@ -142,16 +150,18 @@ class Session:
 
         mark = clock.now()  # prefill: assembling, forking the cache and reading the question, less `prefix`
         inputs = adapter.assemble(prompt, self.encoding.visual, keep_mask)
-        cache, reuse = self._cache_for(prompt, inputs, timings, skipped, warnings, follow_up=follow_up)
+        _check_context(adapter, inputs.length, generation.max_new_tokens)
+        cache, reuse = self._cache_for(prompt, inputs, timings, skipped, warnings, follow_up=conversing)
         decode_stage = self.compression.decode_stage(adapter.model, inputs.visual_positions)
         self._conversation = None  # the cache is being extended: it is whole again only if the answer ends
         answer, stats = generate_streaming(
             adapter, inputs, clock=clock, start=mark, generation=generation, on_text=on_text,
-            decode_stage=decode_stage, cache=cache,
+            decode_stage=decode_stage, cache=cache, should_stop=should_stop,
         )  # fmt: skip
         timings.prefill, timings.generate = stats.prefill - timings.prefix, stats.generate
-        if follow_up:
-            self.history.append(Turn(question, answer))
+        if conversing and stats.finish_reason != "cancelled":  # a cut-off answer is not part of the talk
+            if follow_up:
+                self.history.append(Turn(question, answer))
             self._keep_conversation(cache, inputs, stats.token_ids)
         timings.prefix_write = self._store_prefix(warnings)
         timings.total = time.perf_counter() - started + (self.encoding.timings.total if first else 0.0)
@@ -168,6 +178,8 @@ class Session:
             visual_kept=selection.kept,
             timings=timings,
             generated_tokens=stats.tokens,
+            prompt_tokens=inputs.length,
+            finish_reason=stats.finish_reason,
             peak_memory_bytes=peak_bytes(engine.device),
             cached=self.encoding.cached,
             skipped=skipped,
@@ -280,6 +292,17 @@ class Session:
         except (CacheError, UnsupportedCache) as exc:
             warnings.append(f"video prefix not cached: {exc}")
         return time.perf_counter() - start
+
+
+def _check_context(adapter: Any, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Refuse a prompt the model cannot read with room for the answer (its position limit)."""
+    limit = getattr(adapter.model.config.get_text_config(), "max_position_embeddings", None)
+    if limit and prompt_tokens + max_new_tokens > int(limit):
+        raise PromptTooLongError(
+            f"the prompt has {prompt_tokens} tokens after dropping; with {max_new_tokens} answer tokens that "
+            f"exceeds the model's context of {limit} tokens: use fewer frames, a smaller keep or a shorter "
+            "conversation"
+        )
 
 
 def _common_length(a: torch.Tensor, b: torch.Tensor) -> int:

@@ -39,12 +39,24 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How answers are generated: greedy, at most `max_new_tokens`, at least `min_new_tokens` (benchmarks)."""
+    """How answers are generated: at most `max_new_tokens`, at least `min_new_tokens` (benchmarks); greedy
+    unless `temperature` > 0 (then sampled with `top_p`, reproducibly given a `seed`); ending early at any
+    of the `stop` strings (which are not part of the answer)."""
 
     max_new_tokens: int = 128
     min_new_tokens: int = 0
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if not 0 <= self.temperature <= 2:
+            raise UsageError(f"temperature must be in [0, 2] (got {self.temperature})")
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if any(not stop for stop in self.stop):
+            raise UsageError("a stop string must not be empty")
         if self.max_new_tokens < 1:
             raise UsageError(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:

@@ -214,13 +214,14 @@ class VideoAdapter:
         return int(token_id)
 
     # -- phase 1: encode (question-independent) ---------------------------------------------------------
-    def chat_text(self, question: str, history: Sequence[Turn] = ()) -> str:
-        """The chat-templated prompt for one video and a question, after the earlier turns of a conversation
-        (the video sits in the first user turn), ready for generation."""
+    def chat_text(self, question: str, history: Sequence[Turn] = (), system: str | None = None) -> str:
+        """The chat-templated prompt for one video and a question, after an optional system message and the
+        earlier turns of a conversation (the video sits in the first user turn), ready for generation."""
         first = history[0].question if history else question
-        messages: list[dict[str, Any]] = [
-            {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": first}]}
-        ]
+        messages: list[dict[str, Any]] = []
+        if system:
+            messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
+        messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": first}]})
         for index, turn in enumerate(history):
             messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.answer}]})
             following = history[index + 1].question if index + 1 < len(history) else question
@@ -297,7 +298,9 @@ class VideoAdapter:
         raise AdapterError("cannot reproduce the processor's tokenisation of the video prompt")
 
     # -- phase 2: prompt (the question only) ------------------------------------------------------------
-    def prompt(self, question: str, layout: VideoLayout, history: Sequence[Turn] = ()) -> Prompt:
+    def prompt(
+        self, question: str, layout: VideoLayout, history: Sequence[Turn] = (), *, system: str | None = None
+    ) -> Prompt:
         """Token ids of the prompt for `question` about the video laid out by `layout` (after `history`).
 
         The text up to the end of the video's expansion is the same for every question, so its ids are
@@ -306,7 +309,7 @@ class VideoAdapter:
         (it does when the expansion ends with a special token, as in every supported family; where it does
         not, the whole prompt is tokenised each time).
         """
-        text = self.chat_text(question, history)
+        text = self.chat_text(question, history, system)
         if text.count(layout.placeholder) != 1:
             raise UsageError(
                 f"a question or answer must not contain the model's video placeholder {layout.placeholder}"
