@@ -120,9 +120,9 @@ class Session:
         """Answer one question: prompt → compress → prefix → prefill → generate, each phase timed.
 
         follow_up: the question continues the session's conversation (`self.history`) and is added to it.
-        history: earlier turns to put in the prompt instead, leaving the session's own untouched (a server
-        receives the whole conversation with every request). Either way the previous answer's cache is
-        continued from where the prompts agree. system: a system message before the video's turn.
+        history: the question is a turn of a conversation whose earlier turns (possibly none) are these,
+        leaving the session's own untouched (a server receives the whole conversation with every request).
+        Either way the previous answer's cache is kept and continued from where the prompts agree. system: a system message before the video's turn.
         should_stop: polled after every generated token; True ends the answer there.
         """
         generation = generation or GenerationSettings()
@@ -136,7 +136,7 @@ class Session:
         warnings = list(self.encoding.warnings)
 
         turns = self.history if follow_up else (history or ())
-        conversing = follow_up or bool(history)
+        conversing = follow_up or history is not None
         mark = clock.now()
         prompt = adapter.prompt(question, self.encoding.layout, turns, system=system)
         timings.prompt = clock.now() - mark
