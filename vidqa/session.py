@@ -122,7 +122,8 @@ class Session:
         follow_up: the question continues the session's conversation (`self.history`) and is added to it.
         history: the question is a turn of a conversation whose earlier turns (possibly none) are these,
         leaving the session's own untouched (a server receives the whole conversation with every request).
-        Either way the previous answer's cache is kept and continued from where the prompts agree. system: a system message before the video's turn.
+        Either way the previous answer's cache is kept and continued from where the prompts agree.
+        system: a system message before the video's turn.
         should_stop: polled after every generated token; True ends the answer there.
         """
         generation = generation or GenerationSettings()
