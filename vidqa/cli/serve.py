@@ -50,9 +50,10 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 def serve(
     model: ModelOpt = DEFAULT_MODEL,
     host: Annotated[
-        str, typer.Option(help="Address to listen on (localhost only unless told otherwise).")
-    ] = ("127.0.0.1"),
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+        str,
+        typer.Option(metavar="HOST", help="Address to listen on (localhost only unless told otherwise)."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
     allow_dir: Annotated[
         list[Path] | None,
         typer.Option(
