@@ -80,6 +80,8 @@ def make_clip(
     with av.open(str(path), "w", options=options) as container:
         stream = _add_video_stream(container, codec, fps, size, gop, crf, preset, vfr)
         if rotation:
+            if not hasattr(stream, "set_display_rotation"):
+                raise RuntimeError("writing a display rotation needs PyAV 16 or newer")
             stream.set_display_rotation(rotation)
         tone = _Tone(container, _add_audio_stream(container)) if audio else None
         geometry = _Geometry(*size)

@@ -221,7 +221,10 @@ def _layout(
 def _index_keyframes(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream
 ) -> list[int]:
-    """Keyframe timestamps from the demuxer's index; Matroska reads its cues only on a first seek."""
+    """Keyframe timestamps from the demuxer's index; Matroska reads its cues only on a first seek. PyAV
+    before 16 does not expose the index: then none, and the caller's demux-only pass finds them."""
+    if not hasattr(stream, "index_entries"):
+        return []
     keyframes = [entry.timestamp for entry in stream.index_entries if entry.is_keyframe]
     if len(keyframes) >= 2:
         return keyframes
