@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,27 +40,37 @@ def _repair_tail(path: Path) -> None:
 SIGNATURE_SETTINGS = ("model", "dtype", "sampling", "max_new_tokens")
 
 
-def signature(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The settings that produced a record, as resume compares them (None: an older vidqa's record)."""
+def signature(record: dict[str, Any], *, with_method: bool = True) -> dict[str, Any] | None:
+    """The settings that produced a record, as resume compares them (None: an older vidqa's record).
+    with_method=False: a run of several compression settings (`vidqa eval`), where they vary by record."""
     settings = record.get("settings")
     if not isinstance(settings, dict) or not settings:
         return None
-    return {
-        **{name: settings.get(name) for name in SIGNATURE_SETTINGS},
-        "method": record.get("method"),
-        "params": record.get("params"),
-    }
+    found = {name: settings.get(name) for name in SIGNATURE_SETTINGS}
+    if with_method:
+        found.update(method=record.get("method"), params=record.get("params"))
+    return found
+
+
+RecordKey = tuple[str, ...]
+
+
+def item_key(record: dict[str, Any]) -> RecordKey | None:
+    """`ask`'s items: one (video, question) pair."""
+    if "video" in record and "question" in record:
+        return (str(record["video"]), str(record["question"]))
+    return None
 
 
 @dataclass
 class RecordLog:
     """What a record file holds: the newest record of each item, and the settings it was written with."""
 
-    latest: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    latest: dict[RecordKey, dict[str, Any]] = field(default_factory=dict)
     signatures: list[dict[str, Any] | None] = field(default_factory=list)  # distinct, in file order
 
     @property
-    def done(self) -> set[tuple[str, str]]:
+    def done(self) -> set[RecordKey]:
         """Items whose newest record succeeded (a failed one is retried)."""
         return {key for key, record in self.latest.items() if record.get("error") is None}
 
@@ -83,8 +94,10 @@ class RecordLog:
                 )
 
 
-def read_log(path: Path) -> RecordLog:
-    """Every complete record of a JSONL file (unreadable lines are ignored)."""
+def read_log(
+    path: Path, *, key: Callable[[dict[str, Any]], RecordKey | None] = item_key, with_method: bool = True
+) -> RecordLog:
+    """Every complete record of a JSONL file (unreadable lines and records `key` rejects are ignored)."""
     log = RecordLog()
     if not path.exists():
         return log
@@ -94,9 +107,10 @@ def read_log(path: Path) -> RecordLog:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(record, dict) and "video" in record and "question" in record:
-                log.latest[(str(record["video"]), str(record["question"]))] = record
-                found = signature(record)
+            found_key = key(record) if isinstance(record, dict) else None
+            if found_key is not None:
+                log.latest[found_key] = record
+                found = signature(record, with_method=with_method)
                 if found not in log.signatures:
                     log.signatures.append(found)
     return log

@@ -41,20 +41,29 @@ def run(
     """Answer every item; never raises for a bad video (its items get records with `error` set)."""
     generation = generation or GenerationSettings()
     settings = engine.settings(sampling, generation)
-    groups = group_by_video(items)
+    groups = dict(group_by_video(items))
+    for video, future, started in prepared_videos(engine, list(groups), sampling, prefetch=prefetch):
+        yield from _answer_video(
+            engine, future, video, groups[video], started, compression=compression, generation=generation,
+            settings=settings, on_text=on_text,
+        )  # fmt: skip
+
+
+def prepared_videos(
+    engine: Engine, videos: list[str], sampling: SamplingSettings, *, prefetch: bool = True
+) -> Iterator[tuple[str, Future[Prepared], float]]:
+    """(video, its decoding or cache read, when its turn started) in order, the next video decoded on a
+    background thread while the caller works on this one. `future.result()` raises the video's error."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidqa-prefetch")
     try:
         pending: Future[Prepared] | None = None
-        for index, (video, questions) in enumerate(groups):
+        for index, video in enumerate(videos):
             started = time.perf_counter()
             future = pending or pool.submit(engine.prepare, video, sampling)
             pending = None
-            if prefetch and index + 1 < len(groups):
-                pending = pool.submit(engine.prepare, groups[index + 1][0], sampling)
-            yield from _answer_video(
-                engine, future, video, questions, started, compression=compression, generation=generation,
-                settings=settings, on_text=on_text,
-            )  # fmt: skip
+            if prefetch and index + 1 < len(videos):
+                pending = pool.submit(engine.prepare, videos[index + 1], sampling)
+            yield video, future, started
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C or a closed pipe: do not decode what is next
 
