@@ -1,11 +1,13 @@
-"""Cost of the token selection alone: VidCom² `select` and DyCoke `temporal_merge` on 7B-sized features.
+"""Cost of the token selection alone: VidCom² `select`, DyCoke `temporal_merge` and V-CAST `select` on
+7B-sized features.
 
-What it measures: wall time of `vidqa.compress.vidcom2.select(features, keep)` and
-`vidqa.compress.dycoke.temporal_merge(features, prune)` on one video's visual tokens of the shape
-LLaVA-OV-7B / Qwen2.5-VL-7B hand them over — T frames (32, 64) x M = 196 tokens x D = 3584 channels — in
-float32 and bfloat16, on the CPU and (when available) on CUDA, device-synchronised; median (and min) of
-`--repeat` runs after `--warmup` runs. Also the time to turn the selection into the (T, M) keep mask the
-engine hands to the adapter (`Selection.mask`), which the engine pays once per item as well.
+What it measures: wall time of `vidqa.compress.vidcom2.select(features, keep)`,
+`vidqa.compress.dycoke.temporal_merge(features, prune)` and `vidqa.compress.vcast.select(features, keep)`
+on one video's visual tokens of the shape LLaVA-OV-7B / Qwen2.5-VL-7B hand them over — T frames (32, 64) x
+M = 196 tokens x D = 3584 channels — in float32 and bfloat16, on the CPU and (when available) on CUDA,
+device-synchronised; median (and min) of `--repeat` runs after `--warmup` runs. Also the time to turn the
+selection into the (T, M) keep mask the engine hands to the adapter (`Selection.mask`), which the engine
+pays once per item as well.
 
 The features are synthetic but not white noise: scenes of 8 frames share a base pattern plus per-frame
 noise, so frames differ in uniqueness the way video frames do (timings barely depend on the values).
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vidqa.compress import dycoke, vidcom2
+from vidqa.compress import dycoke, vcast, vidcom2
 from vidqa.compress.base import Selection
 
 TOKENS_PER_FRAME = 196  # LLaVA-OV: 27x27 SigLIP patches pooled to 14x14
@@ -44,6 +46,8 @@ CASES = (
     Case("vidcom2 0.25", lambda x: vidcom2.select(x, keep=0.25)),
     Case("vidcom2 0.15", lambda x: vidcom2.select(x, keep=0.15)),
     Case("dycoke K=0.7", lambda x: dycoke.temporal_merge(x, prune=0.7)),
+    Case("vcast 0.25", lambda x: vcast.select(x, keep=0.25)),
+    Case("vcast 0.1", lambda x: vcast.select(x, keep=0.1)),
 )
 
 

@@ -28,6 +28,7 @@ SETTINGS = {
     "none": lambda: build_compression("none"),
     "vidcom2": lambda: build_compression("vidcom2", keep=0.5),
     "dycoke": lambda: build_compression("dycoke", keep=0.5, params={"layer": 1}),  # decode stage on
+    "vcast": lambda: build_compression("vcast", keep=0.5),
 }
 
 

@@ -304,18 +304,22 @@ class Engine:
         method: str | None = None,
         keep: float | None = None,
         params: dict[str, Any] | None = None,
+        tokens: int | None = None,
         sampling: SamplingSettings | None = None,
         generation: GenerationSettings | None = None,
         keep_prefix: bool = True,
     ) -> Session:
         """Questions about one video under one compression setting: a built `compression`, or `method`,
-        `keep` and `params` (default: VidCom² at 0.25, as the CLI). The video is decoded and encoded now;
-        the selection and the video prefix on the first question; every later question reuses all three
+        `keep` and `params` (default: VidCom² at 0.25, as the CLI); `tokens` makes it a token budget. The
+        video is decoded and encoded now; the selection and the video prefix on the first question; every
+        later question reuses all three
         (`keep_prefix=False` when only one question will be asked and nothing is cached on disk)."""
         if compression is not None and (method is not None or keep is not None or params):
             raise UsageError("give either a built compression or method/keep/params, not both")
         sampling = sampling or SamplingSettings()
         compression = compression or build_compression(method or DEFAULT_METHOD, keep=keep, params=params)
+        if tokens is not None:
+            compression = compression.with_tokens(tokens)
         encoding = video if isinstance(video, VideoEncoding) else self.encode_video(video, sampling)
         settings = self.settings(sampling, generation or GenerationSettings())
         return Session(self, encoding, compression, settings=settings, keep_prefix=keep_prefix)
@@ -420,8 +424,9 @@ class Engine:
         """`inspect` for a built setting. Thumbnails come from the decoded frames (decoded again when the
         features came from the cache)."""
         encoding = self.encode_video(video, sampling)
-        selection = compression.select(encoding.visual.features)
         t, m, _ = encoding.visual.shape
+        compression = compression.for_video(t, m)
+        selection = compression.select(encoding.visual.features)
         step = max(1, len(encoding.times) // t)  # Qwen: one selection frame per temporal patch of 2 frames
         return InspectReport(
             video=str(video),

@@ -81,7 +81,7 @@ class Session:
         compression.impl.validate_model(engine.adapter.model, compression.params)
         self.engine = engine
         self.encoding = encoding
-        self.compression = compression
+        self.compression = compression.for_video(*encoding.visual.shape[:2])  # a token budget becomes a ratio
         self.settings = settings or {}  # the run's settings, copied into every record
         self.keep_prefix = keep_prefix
         self.history: list[Turn] = []  # the conversation so far (follow-up questions only)
@@ -187,8 +187,12 @@ class Session:
             prefix=reuse,
             warnings=warnings,
             settings=self.settings,
-            extra=stats.extra,
+            extra={**stats.extra, **self._budget()},
         )
+
+    def _budget(self) -> dict[str, int]:
+        """The record's `tokens`: the budget asked for (its `keep` is the ratio it came to)."""
+        return {"tokens": self.compression.tokens} if self.compression.tokens is not None else {}
 
     # -- the video's phases and the selection ------------------------------------------------------------
     def _video_phases(self) -> tuple[Timings, list[str]]:

@@ -33,6 +33,7 @@ from vidqa.cli.options import (
     QuietOpt,
     RemoteCodeOpt,
     RevisionOpt,
+    TokensOpt,
     compression_from_flags,
     sampling_from_flags,
 )
@@ -86,6 +87,7 @@ def ask(
     model: ModelOpt = DEFAULT_MODEL,
     method: MethodOpt = None,
     keep: KeepOpt = None,
+    tokens: TokensOpt = None,
     preset: PresetOpt = None,
     param: ParamOpt = None,
     frames: FramesOpt = None,
@@ -139,7 +141,9 @@ def ask(
                 raise UsageError("--json and --jsonl are exclusive")
             plan = _plan(
                 inputs or [], question, questions_file, recursive=recursive, shard_spec=shard,
-                compression=compression_from_flags(preset=preset, method=method, keep=keep, params=param),
+                compression=compression_from_flags(
+                    preset=preset, method=method, keep=keep, params=param, tokens=tokens
+                ),
                 sampling=sampling_from_flags(frames=frames, fps=fps, max_frames=max_frames),
                 max_new_tokens=max_new_tokens, output=output, resume=resume,
             )  # fmt: skip

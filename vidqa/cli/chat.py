@@ -43,6 +43,7 @@ from vidqa.cli.options import (
     QuietOpt,
     RemoteCodeOpt,
     RevisionOpt,
+    TokensOpt,
     compression_from_flags,
     sampling_from_flags,
 )
@@ -77,6 +78,7 @@ def chat(
     model: ModelOpt = DEFAULT_MODEL,
     method: MethodOpt = None,
     keep: KeepOpt = None,
+    tokens: TokensOpt = None,
     preset: PresetOpt = None,
     param: ParamOpt = None,
     frames: FramesOpt = None,
@@ -110,7 +112,9 @@ def chat(
     failures = 0
     try:
         with sigterm_as_interrupt():
-            compression = compression_from_flags(preset=preset, method=method, keep=keep, params=param)
+            compression = compression_from_flags(
+                preset=preset, method=method, keep=keep, params=param, tokens=tokens
+            )
             sampling = sampling_from_flags(frames=frames, fps=fps, max_frames=max_frames)
             generation = GenerationSettings(max_new_tokens=max_new_tokens)
             options = ModelOptions(

@@ -73,6 +73,15 @@ KeepOpt = Annotated[
         help="Share of the video's visual tokens that reach the LLM, in (0, 1]; 1 = no compression.",
     ),
 ]
+TokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--tokens",
+        metavar="N",
+        min=1,
+        help="Instead of --keep: N visual tokens reach the LLM whatever the frame count (the ratio follows).",
+    ),
+]
 PresetOpt = Annotated[
     str | None,
     typer.Option("--preset", metavar="NAME|FILE", help="`vidqa presets`, or a YAML file. [default: vidcom2]"),
@@ -170,14 +179,20 @@ class CacheOptions:
 
 
 def compression_from_flags(
-    *, preset: str | None, method: str | None, keep: float | None, params: list[str] | None
-) -> Compression:
-    """flag > preset > the method's default, validated by the method's parameter class."""
+    *, preset: str | None, method: str | None, keep: float | None, params: list[str] | None,
+    tokens: int | None = None,
+) -> Compression:  # fmt: skip
+    """flag > preset > the method's default, validated by the method's parameter class; `--tokens` turns
+    the setting into a token budget (instead of a keep ratio)."""
     from vidqa.compress.registry import parse_param_flags
+    from vidqa.errors import UsageError
     from vidqa.presets import DEFAULT_PRESET, load_preset
 
+    if tokens is not None and keep is not None:
+        raise UsageError("give either --keep or --tokens, not both")
     chosen = load_preset(preset or DEFAULT_PRESET)
-    return chosen.settings(method=method, keep=keep, params=parse_param_flags(params))
+    compression = chosen.settings(method=method, keep=keep, params=parse_param_flags(params))
+    return compression if tokens is None else compression.with_tokens(tokens)
 
 
 def sampling_from_flags(*, frames: int | None, fps: float | None, max_frames: int | None) -> SamplingSettings:

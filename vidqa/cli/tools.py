@@ -32,6 +32,7 @@ from vidqa.cli.options import (
     QuietOpt,
     RemoteCodeOpt,
     RevisionOpt,
+    TokensOpt,
     compression_from_flags,
     sampling_from_flags,
 )
@@ -45,6 +46,7 @@ def inspect(
     video: Annotated[str, typer.Argument(metavar="VIDEO", help="The video to inspect.", show_default=False)],
     method: MethodOpt = None,
     keep: KeepOpt = None,
+    tokens: TokensOpt = None,
     preset: PresetOpt = None,
     param: ParamOpt = None,
     save: Annotated[
@@ -74,7 +76,9 @@ def inspect(
         with sigterm_as_interrupt():
             if save is not None and save.suffix.lower() != ".png":
                 raise UsageError(f"--save writes a PNG: give a file ending in .png (got {save})")
-            compression = compression_from_flags(preset=preset, method=method, keep=keep, params=param)
+            compression = compression_from_flags(
+                preset=preset, method=method, keep=keep, params=param, tokens=tokens
+            )
             sampling = sampling_from_flags(frames=frames, fps=fps, max_frames=max_frames)
             options = ModelOptions(
                 model=model, device=device, dtype=dtype, attn=attn, device_map=device_map, revision=revision,

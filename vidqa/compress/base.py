@@ -9,7 +9,8 @@ A method is one module holding a `Method` subclass with:
 - `name` and a one-line `summary` (for `vidqa methods`);
 - `Params`, a frozen, strict parameter model: defaults, ranges and descriptions in one declaration;
 - `params_for_keep(keep)`: the parameters `--keep R` (the share of visual tokens that reach the LLM at
-  prefill) stands for; `keep_of(params)`: the share a setting keeps; `is_identity(params)`: no compression;
+  prefill) stands for, and `params_for_tokens(N, total)` those of `--tokens N` (default: keep N / total);
+  `keep_of(params)`: the share a setting keeps; `is_identity(params)`: no compression;
 - `select(features, params)` → `Selection`;
 - optionally `decode_stage(model, visual_positions, params)` and `frame_scores(selection)` for `inspect`.
 Registering it is one line in `vidqa.compress.registry.METHOD_MODULES` (or `register_method` at run time).
@@ -104,6 +105,11 @@ class Method:
     def params_for_keep(self, keep: float) -> dict[str, Any]:
         """The parameters `--keep` stands for; raise UsageError for a share the method cannot keep."""
         raise NotImplementedError
+
+    def params_for_tokens(self, tokens: int, total: int) -> dict[str, Any]:
+        """The parameters a budget of `tokens` of a video's `total` visual tokens stands for: by default
+        the keep ratio tokens / total (1 when the budget covers the whole video)."""
+        return self.params_for_keep(min(1.0, tokens / total))
 
     def keep_of(self, params: MethodParams) -> float:
         """The (nominal) share of visual tokens this setting keeps at prefill."""

@@ -29,6 +29,7 @@ METHOD_MODULES: dict[str, str] = {
     "none": "vidqa.compress.none",
     "vidcom2": "vidqa.compress.vidcom2",
     "dycoke": "vidqa.compress.dycoke",
+    "vcast": "vidqa.compress.vcast",
 }
 _REGISTERED: dict[str, Method] = {}
 #: What runs when nothing says otherwise, in the CLI (the `vidcom2` preset) and the Python API alike.
@@ -67,6 +68,7 @@ class Compression:
 
     method: str
     params: MethodParams
+    tokens: int | None = None  # a token budget (`--tokens N`): the keep ratio follows each video's size
 
     @property
     def impl(self) -> Method:
@@ -84,7 +86,30 @@ class Compression:
 
     @property
     def label(self) -> str:
-        return "none" if self.method == "none" else f"{self.method} {self.keep:g}"
+        if self.method == "none":
+            return "none"
+        return f"{self.method} {self.tokens} tokens" if self.tokens else f"{self.method} {self.keep:g}"
+
+    def with_tokens(self, tokens: int) -> Compression:
+        """This setting under a token budget: N visual tokens reach the LLM whatever the frame count."""
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise UsageError(f"--tokens must be a whole number of at least 1 (got {tokens!r})")
+        if self.method == "none":
+            raise UsageError("--tokens needs a compression method (none keeps every token)")
+        return Compression(self.method, self.params, tokens=tokens)
+
+    def for_video(self, num_frames: int, tokens_per_frame: int) -> Compression:
+        """The concrete setting for one video: a token budget becomes the method's own parameters for this
+        video's T·M tokens (the method maps it, `Method.params_for_tokens`); anything else is itself."""
+        if self.tokens is None:
+            return self
+        total = num_frames * tokens_per_frame
+        impl = self.impl
+        try:
+            values = {**self.params.model_dump(), **impl.params_for_tokens(self.tokens, total)}
+        except UsageError as exc:
+            raise UsageError(f"--tokens {self.tokens} of this video's {total} visual tokens: {exc}") from None
+        return Compression(self.method, _validated(impl, values).params, tokens=self.tokens)
 
     def select(self, features: torch.Tensor) -> Selection:
         t, m, _ = features.shape
@@ -98,8 +123,10 @@ class Compression:
         return self.impl.decode_stage(model, visual_positions, self.params)
 
     def to_dict(self) -> dict[str, Any]:
-        """What a record says about compression: method, keep and every parameter."""
-        return {"method": self.method, "keep": self.keep, "params": self.params.model_dump()}
+        """What a record says about compression: method, keep and every parameter (and a token budget; keep
+        is then the ratio it came to for the video)."""
+        described = {"method": self.method, "keep": self.keep, "params": self.params.model_dump()}
+        return {**described, "tokens": self.tokens} if self.tokens is not None else described
 
 
 def build_compression(

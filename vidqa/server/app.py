@@ -192,7 +192,9 @@ def _compression(options: protocol.VidqaOptions, config: ServerConfig) -> Compre
     params = [f"{name}={_flag_value(value)}" for name, value in options.params.items()]
     method = options.method or (None if options.preset else config.compression.method)
     try:
-        return compression_from_flags(preset=options.preset, method=method, keep=options.keep, params=params)
+        return compression_from_flags(
+            preset=options.preset, method=method, keep=options.keep, params=params, tokens=options.tokens
+        )
     except UsageError as exc:
         raise bad_request(f"vidqa: {exc}", param="vidqa") from None
 

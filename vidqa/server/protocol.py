@@ -91,6 +91,7 @@ class VidqaOptions(_Strict):
 
     method: str | None = None
     keep: float | None = None
+    tokens: int | None = Field(default=None, ge=1)
     params: dict[str, Any] = Field(default_factory=dict)
     preset: str | None = None
     frames: int | None = None
@@ -100,7 +101,11 @@ class VidqaOptions(_Strict):
     @property
     def sets_compression(self) -> bool:
         return (
-            self.method is not None or self.keep is not None or bool(self.params) or self.preset is not None
+            self.method is not None
+            or self.keep is not None
+            or self.tokens is not None
+            or bool(self.params)
+            or self.preset is not None
         )
 
 
@@ -276,6 +281,7 @@ def applied(record: dict[str, Any]) -> dict[str, Any]:
         "method": record["method"],
         "keep": record["keep"],
         "params": record["params"],
+        **({"tokens": record["tokens"]} if "tokens" in record else {}),
         "frames": record["frames"]["count"],
         "visual_tokens": record["visual_tokens"],
         "timings": record["timings"],
