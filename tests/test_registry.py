@@ -24,7 +24,7 @@ def stride() -> Iterator[None]:
 
 
 def test_built_ins_register_through_the_same_contract() -> None:
-    assert method_names()[:4] == ["none", "vidcom2", "dycoke", "vcast"] == list(METHOD_MODULES)
+    assert method_names()[:5] == ["none", "vidcom2", "dycoke", "vcast", "fastvid"] == list(METHOD_MODULES)
     for name in METHOD_MODULES:
         method = get_method(name)
         assert method.name == name and method.summary and method.Params().model_dump() is not None

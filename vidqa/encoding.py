@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     import torch
 
     from vidqa.models.base import VideoLayout, VisualTokens
+    from vidqa.settings import SamplingSettings
 
 #: bump when what is stored (or how features are computed) changes, so old entries stop matching
 ENTRY_VERSION = 2
 FEATURES = "features"
+SALIENCY = "saliency"
 EXTRA_PREFIX = "extra."
 POSITION_PREFIX = "position."
 
@@ -41,6 +43,7 @@ class Prepared:
     entry: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
     key: str | None = None  # feature-cache key, when a cache is in use
     timings: Timings = field(default_factory=Timings)  # decode or cache_read
+    sampling: SamplingSettings | None = None  # how the frames were (or would be) sampled
 
 
 @dataclass
@@ -59,6 +62,7 @@ class VideoEncoding:
     timings: Timings = field(default_factory=Timings)  # the video phases: decode, cache_read, vision, …
     fresh: bool = True  # no answer has reported the video phases yet
     key: str | None = None  # the feature-cache key, when a cache is in use (prefix entries build on it)
+    sampling: SamplingSettings | None = None  # how its frames were sampled (to decode them again if needed)
 
     @classmethod
     def from_clip(cls, video: str, clip: Clip, visual: VisualTokens, layout: VideoLayout) -> VideoEncoding:
@@ -76,6 +80,8 @@ class VideoEncoding:
 
 def entry_tensors(encoding: VideoEncoding) -> dict[str, torch.Tensor]:
     tensors = {FEATURES: encoding.visual.features}
+    if encoding.visual.saliency is not None:
+        tensors[SALIENCY] = encoding.visual.saliency
     tensors.update({EXTRA_PREFIX + name: value for name, value in encoding.visual.per_token.items()})
     tensors.update({POSITION_PREFIX + name: value for name, value in encoding.layout.position_inputs.items()})
     return tensors
@@ -122,6 +128,7 @@ def from_entry(
         features=tensors[FEATURES].to(device, dtype),
         per_token={name: value.to(device, dtype) for name, value in named(EXTRA_PREFIX).items()},
         grid=grid,  # type: ignore[arg-type]
+        saliency=tensors[SALIENCY].to(device) if SALIENCY in tensors else None,
     )
     return VideoEncoding(
         video=video,

@@ -20,7 +20,7 @@ import torch
 
 from vidqa._version import __version__
 from vidqa.compress.registry import DEFAULT_METHOD, Compression, build_compression
-from vidqa.encoding import Prepared, VideoEncoding, entry_meta, entry_tensors, from_entry
+from vidqa.encoding import SALIENCY, Prepared, VideoEncoding, entry_meta, entry_tensors, from_entry
 from vidqa.errors import CacheError, UsageError
 from vidqa.memory import reset_peak
 from vidqa.models import DEFAULT_MODEL, resolve_model_id
@@ -109,6 +109,13 @@ class InspectReport:
             "frames": frames,
             "warnings": self.warnings,
         }
+
+
+def needs_saliency(*compressions: Compression) -> bool:
+    """Whether encoding must also record the vision tower's saliency for any of these settings."""
+    return any(
+        "saliency" in compression.impl.needs and not compression.is_identity for compression in compressions
+    )
 
 
 class Engine:
@@ -201,8 +208,9 @@ class Engine:
             max_side=self.adapter.decode_side(),
         )
 
-    def cache_key(self, video: str | Path, sampling: SamplingSettings) -> str:
-        """Key of a video's encoding: file and model identities, sampling, dtype, decode size, versions."""
+    def cache_key(self, video: str | Path, sampling: SamplingSettings, *, saliency: bool = False) -> str:
+        """Key of a video's encoding: file and model identities, sampling, dtype, decode size, versions (and
+        whether it carries the vision tower's saliency: entries are immutable, so that is another entry)."""
         import transformers
 
         from vidqa.cache import cache_key
@@ -218,6 +226,7 @@ class Engine:
             decode_side=self.adapter.decode_side(),
             transformers=".".join(transformers.__version__.split(".")[:2]),
             version=ENTRY_VERSION,
+            **({"saliency": True} if saliency else {}),
         )
 
     def prefix_key(self, feature_key: str, compression: Compression, prefix_ids: torch.Tensor) -> str:
@@ -242,28 +251,39 @@ class Engine:
             version=PREFIX_VERSION,
         )
 
-    def prepare(self, video: str | Path, sampling: SamplingSettings) -> Prepared:
-        """The model-free half: a cache hit, or decoded frames. Safe to run on a background thread."""
+    def prepare(self, video: str | Path, sampling: SamplingSettings, *, saliency: bool = False) -> Prepared:
+        """The model-free half: a cache hit, or decoded frames. Safe to run on a background thread.
+        saliency: look for the entry that carries the vision tower's saliency."""
         timings = Timings()
         key = None
         if self.cache is not None:
             start = time.perf_counter()
             check_path(video)  # a missing file is a VideoError, not a cache error
-            key = self.cache_key(video, sampling)
+            key = self.cache_key(video, sampling, saliency=saliency)
             entry = self.cache.get(key)
             timings.cache_read = time.perf_counter() - start
             if entry is not None:
-                return Prepared(str(video), entry=entry, key=key, timings=timings)
+                return Prepared(str(video), entry=entry, key=key, timings=timings, sampling=sampling)
         start = time.perf_counter()
         clip = self.decode(video, sampling)
         timings.decode = time.perf_counter() - start
-        return Prepared(str(video), clip=clip, key=key, timings=timings)
+        return Prepared(str(video), clip=clip, key=key, timings=timings, sampling=sampling)
 
     @torch.inference_mode()
-    def encode(self, prepared: Prepared) -> VideoEncoding:
-        """Processor + vision tower (nothing on a cache hit); stores fresh features in the cache."""
+    def encode(self, prepared: Prepared, *, saliency: bool = False) -> VideoEncoding:
+        """Processor + vision tower (nothing on a cache hit); stores fresh features in the cache.
+        saliency: the encoding must carry the vision tower's per-token saliency (FastVID): a cache entry
+        without it is encoded again (and rewritten with it)."""
         reset_peak(self.device)  # the item's peak starts here: the vision tower is usually its largest
         timings = prepared.timings
+        if saliency and prepared.key and prepared.sampling is not None:  # the entry that carries saliency
+            if prepared.entry is None:  # decoded: store under that entry's key
+                prepared.key = self.cache_key(prepared.video, prepared.sampling, saliency=True)
+            elif SALIENCY not in prepared.entry[0]:  # read without it: look for the other entry, else decode
+                earlier = timings
+                prepared = self.prepare(prepared.video, prepared.sampling, saliency=True)
+                timings = prepared.timings
+                timings.add(earlier)
         start = self.clock.now()
         if prepared.entry is not None:
             encoding = from_entry(
@@ -272,14 +292,32 @@ class Engine:
             timings.cache_read += self.clock.now() - start
         else:
             assert prepared.clip is not None
-            visual, layout = self.adapter.encode(prepared.clip)
+            visual, layout = self.adapter.encode(prepared.clip, saliency=saliency)
             encoding = VideoEncoding.from_clip(prepared.video, prepared.clip, visual, layout)
             timings.vision = self.clock.now() - start
             self._store(prepared.key, encoding, timings)
         timings.total = sum(getattr(timings, name) for name in VIDEO_PHASES)
         encoding.timings = timings
         encoding.key = prepared.key
+        encoding.sampling = prepared.sampling
         return encoding
+
+    @torch.inference_mode()
+    def add_saliency(self, encoding: VideoEncoding) -> None:
+        """Give an encoding made without it the vision tower's saliency (the frames are decoded again when
+        they are not at hand); its features stay as they are."""
+        frames = encoding.frames
+        if frames is None:
+            assert encoding.sampling is not None, "an encoding without frames must know its sampling"
+            clip = self.decode(encoding.video, encoding.sampling)
+        else:
+            from vidqa.video import Clip
+
+            clip = Clip(path=encoding.video, frames=frames, times=list(encoding.times),
+                        frame_indices=list(encoding.frame_indices), info=encoding.info, decoded_frames=0,
+                        skipped_packets=0, warnings=list(encoding.warnings))  # fmt: skip
+        visual, _ = self.adapter.encode(clip, saliency=True)
+        encoding.visual.saliency = visual.saliency
 
     def _store(self, key: str | None, encoding: VideoEncoding, timings: Timings) -> None:
         """Write fresh features to the cache; a cache that cannot be written is a warning, not a failure."""
@@ -292,9 +330,12 @@ class Engine:
             encoding.warnings.append(f"features not cached: {exc}")
         timings.cache_write = time.perf_counter() - start
 
-    def encode_video(self, video: str | Path, sampling: SamplingSettings | None = None) -> VideoEncoding:
+    def encode_video(
+        self, video: str | Path, sampling: SamplingSettings | None = None, *, saliency: bool = False
+    ) -> VideoEncoding:
         """Decode (or read from the cache) and encode one video: its question-independent half."""
-        return self.encode(self.prepare(video, sampling or SamplingSettings()))
+        prepared = self.prepare(video, sampling or SamplingSettings(), saliency=saliency)
+        return self.encode(prepared, saliency=saliency)
 
     def session(
         self,
@@ -320,9 +361,17 @@ class Engine:
         compression = compression or build_compression(method or DEFAULT_METHOD, keep=keep, params=params)
         if tokens is not None:
             compression = compression.with_tokens(tokens)
-        encoding = video if isinstance(video, VideoEncoding) else self.encode_video(video, sampling)
+        encoding = (
+            video
+            if isinstance(video, VideoEncoding)
+            else self.encode_video(video, sampling, saliency=needs_saliency(compression))
+        )
         settings = self.settings(sampling, generation or GenerationSettings())
         return Session(self, encoding, compression, settings=settings, keep_prefix=keep_prefix)
+
+    def selection_inputs(self, encoding: VideoEncoding) -> dict[str, Any]:
+        """What a method that `needs` more than the features gets: the saliency and the family's variant."""
+        return {"saliency": encoding.visual.saliency, "variant": self.adapter.fastvid_variant}
 
     def validate(self, compression: Compression) -> None:
         """Refuse, before any video is read, a setting this model cannot run (e.g. DyCoke's layer)."""
@@ -423,10 +472,10 @@ class Engine:
     ) -> InspectReport:
         """`inspect` for a built setting. Thumbnails come from the decoded frames (decoded again when the
         features came from the cache)."""
-        encoding = self.encode_video(video, sampling)
+        encoding = self.encode_video(video, sampling, saliency=needs_saliency(compression))
         t, m, _ = encoding.visual.shape
         compression = compression.for_video(t, m)
-        selection = compression.select(encoding.visual.features)
+        selection = compression.select(encoding.visual.features, self.selection_inputs(encoding))
         step = max(1, len(encoding.times) // t)  # Qwen: one selection frame per temporal patch of 2 frames
         return InspectReport(
             video=str(video),

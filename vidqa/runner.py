@@ -18,7 +18,7 @@ from typing import Any
 
 from vidqa.compress.registry import Compression
 from vidqa.encoding import Prepared
-from vidqa.engine import Engine
+from vidqa.engine import Engine, needs_saliency
 from vidqa.errors import describe_error
 from vidqa.items import Item, group_by_video
 from vidqa.record import Result
@@ -42,7 +42,10 @@ def run(
     generation = generation or GenerationSettings()
     settings = engine.settings(sampling, generation)
     groups = dict(group_by_video(items))
-    for video, future, started in prepared_videos(engine, list(groups), sampling, prefetch=prefetch):
+    saliency = needs_saliency(compression)
+    for video, future, started in prepared_videos(
+        engine, list(groups), sampling, prefetch=prefetch, saliency=saliency
+    ):
         yield from _answer_video(
             engine, future, video, groups[video], started, compression=compression, generation=generation,
             settings=settings, on_text=on_text,
@@ -50,8 +53,9 @@ def run(
 
 
 def prepared_videos(
-    engine: Engine, videos: list[str], sampling: SamplingSettings, *, prefetch: bool = True
-) -> Iterator[tuple[str, Future[Prepared], float]]:
+    engine: Engine, videos: list[str], sampling: SamplingSettings, *, prefetch: bool = True,
+    saliency: bool = False,
+) -> Iterator[tuple[str, Future[Prepared], float]]:  # fmt: skip
     """(video, its decoding or cache read, when its turn started) in order, the next video decoded on a
     background thread while the caller works on this one. `future.result()` raises the video's error."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidqa-prefetch")
@@ -59,10 +63,10 @@ def prepared_videos(
         pending: Future[Prepared] | None = None
         for index, video in enumerate(videos):
             started = time.perf_counter()
-            future = pending or pool.submit(engine.prepare, video, sampling)
+            future = pending or pool.submit(engine.prepare, video, sampling, saliency=saliency)
             pending = None
             if prefetch and index + 1 < len(videos):
-                pending = pool.submit(engine.prepare, videos[index + 1], sampling)
+                pending = pool.submit(engine.prepare, videos[index + 1], sampling, saliency=saliency)
             yield video, future, started
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C or a closed pipe: do not decode what is next
@@ -86,7 +90,11 @@ def _answer_video(
             len(questions) > 1 or engine.cache is not None
         )  # else nothing would read the video prefix again
         session = Session(
-            engine, engine.encode(future.result()), compression, settings=settings, keep_prefix=reuse
+            engine,
+            engine.encode(future.result(), saliency=needs_saliency(compression)),
+            compression,
+            settings=settings,
+            keep_prefix=reuse,
         )
         for question in questions:
             callback = on_text(Item(video, question)) if on_text else None

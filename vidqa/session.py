@@ -19,6 +19,7 @@ model's cache can be cut back exactly (attention-only models); otherwise from th
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from vidqa.compress.base import Selection
 from vidqa.errors import CacheError, PromptTooLongError, UsageError
 from vidqa.generation import generate_streaming
 from vidqa.memory import peak_bytes, reset_peak
-from vidqa.models.base import Turn
+from vidqa.models.base import Turn, VisualTokens
 from vidqa.prefix import (
     UnsupportedCache,
     VideoPrefix,
@@ -82,6 +83,9 @@ class Session:
         self.engine = engine
         self.encoding = encoding
         self.compression = compression.for_video(*encoding.visual.shape[:2])  # a token budget becomes a ratio
+        if "saliency" in self.compression.impl.needs and encoding.visual.saliency is None:
+            engine.add_saliency(encoding)  # an encoding made for another method (e.g. in `chat`)
+        self._visual: VisualTokens | None = None  # the features the LLM reads (a merging method's values in)
         self.settings = settings or {}  # the run's settings, copied into every record
         self.keep_prefix = keep_prefix
         self.history: list[Turn] = []  # the conversation so far (follow-up questions only)
@@ -97,8 +101,18 @@ class Session:
     def selection(self) -> Selection:
         """Which visual tokens reach the LLM (question-independent, computed on first use)."""
         if self._selection is None:
-            self._selection = self.compression.select(self.encoding.visual.features)
+            inputs = self.engine.selection_inputs(self.encoding)
+            self._selection = self.compression.select(self.encoding.visual.features, inputs)
         return self._selection
+
+    @property
+    def visual(self) -> VisualTokens:
+        """The visual tokens the LLM reads: the encoding's, with a merging method's replacement features
+        written into its kept tokens' slots (positions unchanged; Qwen3-VL's deepstack levels are not merged,
+        only selected)."""
+        if self._visual is None:
+            self._visual = with_replacements(self.encoding.visual, self.selection)
+        return self._visual
 
     def reset(self) -> None:
         """Forget the conversation (the video, its selection and prefix stay)."""
@@ -150,7 +164,7 @@ class Session:
         keep_mask = None if selection.kept == t * m else selection.mask(m)
 
         mark = clock.now()  # prefill: assembling, forking the cache and reading the question, less `prefix`
-        inputs = adapter.assemble(prompt, self.encoding.visual, keep_mask)
+        inputs = adapter.assemble(prompt, self.visual, keep_mask)
         _check_context(adapter, inputs.length, generation.max_new_tokens)
         cache, reuse = self._cache_for(prompt, inputs, timings, skipped, warnings, follow_up=conversing)
         decode_stage = self.compression.decode_stage(adapter.model, inputs.visual_positions)
@@ -190,9 +204,16 @@ class Session:
             extra={**stats.extra, **self._budget()},
         )
 
-    def _budget(self) -> dict[str, int]:
-        """The record's `tokens`: the budget asked for (its `keep` is the ratio it came to)."""
-        return {"tokens": self.compression.tokens} if self.compression.tokens is not None else {}
+    def _budget(self) -> dict[str, Any]:
+        """The record's `tokens` (the budget asked for; its `keep` is the ratio it came to) and, for FastVID,
+        the variant that ran and its segments."""
+        facts: dict[str, Any] = {}
+        if self.compression.tokens is not None:
+            facts["tokens"] = self.compression.tokens
+        segments = getattr(self._selection, "segments", None)
+        if segments:
+            facts["fastvid"] = {"variant": self._selection.variant, "segments": list(segments)}  # type: ignore[union-attr]
+        return facts
 
     # -- the video's phases and the selection ------------------------------------------------------------
     def _video_phases(self) -> tuple[Timings, list[str]]:
@@ -297,6 +318,17 @@ class Session:
         except (CacheError, UnsupportedCache) as exc:
             warnings.append(f"video prefix not cached: {exc}")
         return time.perf_counter() - start
+
+
+def with_replacements(visual: VisualTokens, selection: Selection) -> VisualTokens:
+    """`visual` with `selection.values` written over its anchor tokens (a copy; itself when none)."""
+    if selection.values is None or selection.anchor is None or selection.values.shape[0] == 0:
+        return visual
+    t, m, d = visual.shape
+    kept = selection.mask(m).flatten().nonzero(as_tuple=True)[0]  # flat positions, in kept-token order
+    features = visual.features.clone()
+    features.view(t * m, d)[kept[selection.anchor.to(kept.device)]] = selection.values.to(features)
+    return dataclasses.replace(visual, features=features)
 
 
 def _check_context(adapter: Any, prompt_tokens: int, max_new_tokens: int) -> None:

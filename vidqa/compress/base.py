@@ -38,11 +38,19 @@ class Selection:
     indices: T ascending LongTensors of local token indices kept in each frame (on the features' device).
     budgets: (T,) long, `budgets[t] == len(indices[t])`.
     scores: per-frame (T,) float32 scores the method defines (VidCom²: uniqueness and weight), for inspect.
+    anchor, values: a merging method's replacement features for some kept tokens (FastVID's anchors):
+    `anchor` flags kept tokens in kept order (frames in time order, ascending inside a frame), `values`
+    holds their features in the same order. Positions never change; the adapter writes `values` into
+    those tokens' slots. None for pure pruning.
     """
 
     indices: list[torch.Tensor]
     budgets: torch.Tensor
     scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    anchor: torch.Tensor | None = (
+        None  # merging methods: (kept,) bool, True where `values` replaces the token
+    )
+    values: torch.Tensor | None = None  # (anchor count, D): the replacement features, in kept-token order
 
     @property
     def num_frames(self) -> int:
@@ -101,6 +109,9 @@ class Method:
     name: ClassVar[str]
     summary: ClassVar[str]
     Params: ClassVar[type[MethodParams]]
+    #: extra inputs `select` needs beside the features ("saliency": the vision tower's per-token attention
+    #: and the per-frame global feature, which the engine then computes while encoding)
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def params_for_keep(self, keep: float) -> dict[str, Any]:
         """The parameters `--keep` stands for; raise UsageError for a share the method cannot keep."""
@@ -120,7 +131,7 @@ class Method:
         raise NotImplementedError
 
     def select(self, features: torch.Tensor, params: MethodParams) -> Selection:
-        """Which of one video's tokens (T, M, D) to keep."""
+        """Which of one video's tokens (T, M, D) to keep (a method with `needs` also gets `inputs`)."""
         raise NotImplementedError
 
     def decode_stage(

@@ -30,6 +30,7 @@ METHOD_MODULES: dict[str, str] = {
     "vidcom2": "vidqa.compress.vidcom2",
     "dycoke": "vidqa.compress.dycoke",
     "vcast": "vidqa.compress.vcast",
+    "fastvid": "vidqa.compress.fastvid",
 }
 _REGISTERED: dict[str, Method] = {}
 #: What runs when nothing says otherwise, in the CLI (the `vidcom2` preset) and the Python API alike.
@@ -111,10 +112,13 @@ class Compression:
             raise UsageError(f"--tokens {self.tokens} of this video's {total} visual tokens: {exc}") from None
         return Compression(self.method, _validated(impl, values).params, tokens=self.tokens)
 
-    def select(self, features: torch.Tensor) -> Selection:
+    def select(self, features: torch.Tensor, inputs: dict[str, Any] | None = None) -> Selection:
+        """Which tokens to keep; `inputs` are the extra inputs a method `needs` (the encoding's saliency)."""
         t, m, _ = features.shape
         if self.is_identity:
             return Selection.keep_all(t, m, device=features.device)
+        if self.impl.needs:
+            return self.impl.select(features, self.params, inputs or {})  # type: ignore[call-arg]
         return self.impl.select(features, self.params)
 
     def decode_stage(self, model: Any, visual_positions: torch.Tensor) -> DecodeStage | None:

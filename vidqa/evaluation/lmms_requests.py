@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vidqa.compress.registry import Compression
-from vidqa.engine import Engine
+from vidqa.engine import Engine, needs_saliency
 from vidqa.errors import UsageError, describe_error
 from vidqa.record import Result
 from vidqa.records import RecordFile
@@ -136,7 +136,9 @@ class Answerer:
         if session is not None:
             self._sessions.move_to_end(video)
             return session
-        encoding = self.engine.encode(self.engine.prepare(video, self.sampling))
+        saliency = needs_saliency(self.compression)
+        prepared = self.engine.prepare(video, self.sampling, saliency=saliency)
+        encoding = self.engine.encode(prepared, saliency=saliency)
         session = Session(self.engine, encoding, self.compression, settings=self.settings)
         self._sessions[video] = session
         while len(self._sessions) > self._capacity:

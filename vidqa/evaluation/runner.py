@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vidqa.compress.registry import Compression
-from vidqa.engine import Engine
+from vidqa.engine import Engine, needs_saliency
 from vidqa.errors import describe_error
 from vidqa.evaluation.data import EvalItem
 from vidqa.evaluation.extract import extract_choice
@@ -66,13 +66,16 @@ def run_eval(
     for item in items:
         if any(key_of(item, config) not in done for config in configs):
             by_video.setdefault(item.video, []).append(item)
-    for video, future, started in prepared_videos(engine, list(by_video), sampling, prefetch=prefetch):
+    saliency = needs_saliency(*configs)
+    for video, future, started in prepared_videos(
+        engine, list(by_video), sampling, prefetch=prefetch, saliency=saliency
+    ):
         todo = [
             (config, [item for item in by_video[video] if key_of(item, config) not in done])
             for config in configs
         ]
         try:
-            encoding = engine.encode(future.result())
+            encoding = engine.encode(future.result(), saliency=saliency)
         except Exception as exc:  # a broken video: every pair about it gets its failure record
             for config, its_items in todo:
                 for item in its_items:

@@ -52,6 +52,7 @@ class VisualTokens:
     features: torch.Tensor
     per_token: dict[str, torch.Tensor] = field(default_factory=dict)
     grid: tuple[int, int] | None = None
+    saliency: torch.Tensor | None = None  # (T, M) float32, when a method needs it (models/saliency.py)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -235,12 +236,38 @@ class VideoAdapter:
             messages, add_generation_prompt=True, tokenize=False, **template_kwargs
         )
 
-    def encode(self, clip: Clip) -> tuple[VisualTokens, VideoLayout]:
-        """Processor over the pixels and vision tower: the video's tokens and its place in any prompt."""
+    def encode(self, clip: Clip, *, saliency: bool = False) -> tuple[VisualTokens, VideoLayout]:
+        """Processor over the pixels and vision tower: the video's tokens and its place in any prompt.
+        saliency: also the per-token saliency of the vision tower's last block (or the fallback)."""
+        from vidqa.models.saliency import feature_saliency, recorded_attention
+
         text = self.chat_text(PROBE_QUESTION)
         batch = self._process(text, clip)
         layout = self._layout(text, batch)
-        return self.visual_tokens(batch), layout
+        module = self.saliency_module() if saliency else None
+        if module is None:
+            visual = self.visual_tokens(batch)
+        else:
+            with recorded_attention(module) as records:
+                visual = self.visual_tokens(batch)
+            visual.saliency = self.saliency_from(records, visual, batch)
+        if saliency and visual.saliency is None:
+            visual.saliency = feature_saliency(visual.features)
+        return visual, layout
+
+    #: FastVID's rules for this family (the reference's `ov` for LLaVA-OneVision, `qwen` otherwise)
+    fastvid_variant = "qwen"
+
+    def saliency_module(self) -> torch.nn.Module | None:
+        """The vision tower's last attention block, for families with a saliency rule (else None: the
+        fallback from the visual tokens is used)."""
+        return None
+
+    def saliency_from(
+        self, records: list[tuple[torch.Tensor, torch.Tensor]], visual: VisualTokens, batch: BatchFeature
+    ) -> torch.Tensor:
+        """(T, M) saliency from the last block's recorded queries and keys."""
+        raise NotImplementedError
 
     def visual_tokens(self, batch: BatchFeature) -> VisualTokens:
         """Vision tower + projector on the processor's pixel outputs → (T, M, D)."""

@@ -57,6 +57,23 @@ class LlavaOnevisionAdapter(VideoAdapter):
         side = math.isqrt(m)
         return VisualTokens(features=pooled.view(num_frames, m, -1), grid=(side, side))
 
+    fastvid_variant = "ov"
+
+    def saliency_module(self) -> torch.nn.Module | None:
+        return self.model.model.vision_tower.encoder.layers[-1].self_attn
+
+    def saliency_from(
+        self, records: list[tuple[torch.Tensor, torch.Tensor]], visual: VisualTokens, batch: BatchFeature
+    ) -> torch.Tensor:
+        """FastVID's head-free LLaVA-OV rule: the mean query over the 27×27 patches, resized to the 14×14
+        token grid as the video features are pooled."""
+        from vidqa.models.saliency import pseudo_cls, resized_attention
+
+        query, key = records[-1]  # (T, H, P, hd): every frame in one call
+        attention = pseudo_cls(query, key)  # (T, P)
+        assert visual.grid is not None
+        return resized_attention(attention, visual.grid)
+
     def assemble(self, prompt: Prompt, visual: VisualTokens, keep: torch.Tensor | None) -> GenerateInputs:
         features = visual.features  # (T, M, D)
         newline = self.model.model.image_newline.to(features.dtype)[None]  # (1, D)

@@ -89,6 +89,30 @@ class QwenVLAdapter(VideoAdapter):
         grid_hw = (h // self.merge_size, w // self.merge_size)
         return VisualTokens(features=features.view(t, m, -1), per_token=per_token, grid=grid_hw)
 
+    def saliency_module(self) -> torch.nn.Module | None:
+        return self.model.model.visual.blocks[-1].attn
+
+    def saliency_from(
+        self, records: list[tuple[torch.Tensor, torch.Tensor]], visual: VisualTokens, batch: BatchFeature
+    ) -> torch.Tensor:
+        """FastVID's Qwen rule: the mean query of each temporal patch over keys averaged per merge unit, in
+        raster order (Qwen2.5-VL's blocks see the units in window order: undone here)."""
+        from vidqa.models.saliency import pseudo_cls
+
+        t, m, _ = visual.features.shape
+        query = torch.cat([q for q, _ in records], dim=2)  # (1, H, T·P, hd): the chunks are the patches
+        key = torch.cat([k for _, k in records], dim=2)
+        heads, dim = query.shape[1], query.shape[3]
+        frames_q = query[0].reshape(heads, t, -1, dim).transpose(0, 1)  # (T, H, P, hd)
+        frames_k = key[0].reshape(heads, t, -1, dim).transpose(0, 1)
+        saliency = pseudo_cls(frames_q, frames_k, group=self.merge_size**2).reshape(-1)  # (T·M,)
+        visual_model = self.model.model.visual
+        if hasattr(visual_model, "get_window_index"):  # Qwen2.5-VL
+            grid = batch["video_grid_thw"].to(self.device)
+            window_index, _ = visual_model.get_window_index(grid)
+            saliency = saliency[torch.argsort(window_index.to(saliency.device))]
+        return saliency.view(t, m)
+
     def _rope_positions(self, prompt: Prompt, input_ids: torch.Tensor) -> torch.Tensor:
         """M-RoPE positions (3, 1, L) of the full sequence, from the model's own implementation."""
         extra = {}
