@@ -1,5 +1,5 @@
-"""Cost of the token selection alone: VidCom² `select`, DyCoke `temporal_merge` and V-CAST `select` on
-7B-sized features.
+"""Cost of the token selection alone: VidCom² `select`, DyCoke `temporal_merge`, V-CAST `select` and FastVID
+`select` (both variants, merging included) on 7B-sized features.
 
 What it measures: wall time of `vidqa.compress.vidcom2.select(features, keep)`,
 `vidqa.compress.dycoke.temporal_merge(features, prune)` and `vidqa.compress.vcast.select(features, keep)`
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vidqa.compress import dycoke, vcast, vidcom2
+from vidqa.compress import dycoke, fastvid, vcast, vidcom2
 from vidqa.compress.base import Selection
 
 TOKENS_PER_FRAME = 196  # LLaVA-OV: 27x27 SigLIP patches pooled to 14x14
@@ -48,7 +48,16 @@ CASES = (
     Case("dycoke K=0.7", lambda x: dycoke.temporal_merge(x, prune=0.7)),
     Case("vcast 0.25", lambda x: vcast.select(x, keep=0.25)),
     Case("vcast 0.1", lambda x: vcast.select(x, keep=0.1)),
+    Case("fastvid ov 0.25", lambda x: fastvid.select(x, 0.25, saliency=saliency(x), variant="ov")),
+    Case("fastvid ov 0.1", lambda x: fastvid.select(x, 0.1, saliency=saliency(x), variant="ov")),
+    Case("fastvid qwen 0.25", lambda x: fastvid.select(x, 0.25, saliency=saliency(x), variant="qwen")),
 )
+
+
+def saliency(x: torch.Tensor) -> torch.Tensor:
+    """FastVID's per-token saliency (from the vision tower in vidqa; here a fixed softmax of the norms,
+    which costs nothing measurable next to the method)."""
+    return torch.softmax(x.float().norm(dim=-1), dim=-1)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

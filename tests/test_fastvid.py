@@ -5,6 +5,8 @@ features landing in the right slots on every family."""
 from __future__ import annotations
 
 import math
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,8 @@ import torch
 from tests.tiny_recent import ALL_FAMILIES
 from vidqa.compress import fastvid
 from vidqa.compress.registry import build_compression
-from vidqa.models.saliency import pseudo_cls, recorded_attention
+from vidqa.models.saliency import pseudo_cls, recorded_attention, resized_attention
+from vidqa.models.siglip_head import SIGLIP_REPO, SiglipHead, load_siglip_head
 from vidqa.session import with_replacements
 from vidqa.settings import GenerationSettings, SamplingSettings
 
@@ -294,7 +297,7 @@ def test_saliency_is_recorded_without_changing_the_vision_tower(
     engine = engines[family]
     sampling = SamplingSettings(frames=8)
     plain = engine.encode_video(sample_clip, sampling)
-    recorded = engine.encode_video(sample_clip, sampling, saliency=True)
+    recorded = engine.encode_video(sample_clip, sampling, saliency="attention")
     torch.testing.assert_close(recorded.visual.features, plain.visual.features)  # sdpa underneath, unchanged
     saliency = recorded.visual.saliency
     t, m, _ = plain.visual.shape
@@ -333,9 +336,9 @@ def test_cached_features_without_saliency_are_encoded_again(
     sampling = SamplingSettings(frames=8)
     first = engine.encode_video(sample_clip, sampling)  # stored without saliency
     assert first.visual.saliency is None
-    again = engine.encode_video(sample_clip, sampling, saliency=True)
+    again = engine.encode_video(sample_clip, sampling, saliency="attention")
     assert not again.cached and again.visual.saliency is not None  # the entry lacked it: encoded again
-    third = engine.encode_video(sample_clip, sampling, saliency=True)
+    third = engine.encode_video(sample_clip, sampling, saliency="attention")
     assert third.cached and torch.equal(third.visual.saliency, again.visual.saliency)  # now stored with it
 
 
@@ -346,8 +349,9 @@ def test_merged_features_land_in_their_slots_on_every_family(
 ) -> None:
     engine = engines[family]
     sampling = SamplingSettings(frames=8)
-    encoding = engine.encode_video(sample_clip, sampling, saliency=True)
-    session = engine.session(encoding, method="fastvid", keep=0.5, sampling=sampling)
+    encoding = engine.encode_video(sample_clip, sampling, saliency="attention")
+    params = {"siglip_head": False}  # LLaVA-OV's head-free rule (the head has its own test)
+    session = engine.session(encoding, method="fastvid", keep=0.5, params=params, sampling=sampling)
     selection = session.selection
     t, m, d = encoding.visual.shape
     assert selection.values is not None and selection.values.shape[0] == int(selection.anchor.sum()) > 0
@@ -377,3 +381,64 @@ def test_merged_features_land_in_their_slots_on_every_family(
     result = session.ask("what happens?", generation=GenerationSettings(max_new_tokens=2))
     assert result.error is None and result.visual_kept == selection.kept
     assert result.extra["fastvid"]["variant"] == engine.adapter.fastvid_variant
+
+
+# -- LLaVA-OV with the SigLIP pooling head -----------------------------------------------------------------
+@pytest.fixture()
+def cached_siglip_head(hermetic_hf_env: Path, engines: dict) -> Iterator[SiglipHead]:
+    """A random head of the tiny tower's width where the hub cache keeps google/siglip-so400m-patch14-384."""
+    from safetensors.torch import save_file
+
+    config = engines["llava_onevision"].adapter.model.config.vision_config
+    torch.manual_seed(0)
+    head = SiglipHead(
+        config.hidden_size, config.num_attention_heads, 2 * config.hidden_size, config.layer_norm_eps
+    )
+    repo = hermetic_hf_env / "hub" / f"models--{SIGLIP_REPO.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("b" * 40)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    state = {f"vision_model.{name}": value.contiguous() for name, value in head.state_dict().items()}
+    save_file(state, str(snapshot / "model.safetensors"))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text("b" * 40)
+    load_siglip_head.cache_clear()
+    yield head.eval()
+    shutil.rmtree(repo)
+    load_siglip_head.cache_clear()
+
+
+def test_llava_ov_ranks_with_the_siglip_head(
+    engines: dict, sample_clip: Path, cached_siglip_head: SiglipHead
+) -> None:
+    engine = engines["llava_onevision"]
+    sampling = SamplingSettings(frames=8)
+    layer = engine.adapter.model.model.vision_tower.encoder.layers[-1]
+    outputs: list[torch.Tensor] = []
+    hooks_before = len(layer._forward_hooks)
+    handle = layer.register_forward_hook(
+        lambda _m, _a, out: outputs.append(out[0] if isinstance(out, tuple) else out)
+    )
+    try:
+        encoding = engine.encode_video(sample_clip, sampling, saliency="head")
+    finally:
+        handle.remove()
+    attention, pooled = cached_siglip_head(outputs[-1])  # by hand: the head on the last layer's output
+    visual = encoding.visual
+    assert visual.saliency_mode == "head" and len(layer._forward_hooks) == hooks_before  # vidqa's was scoped
+    torch.testing.assert_close(visual.saliency, resized_attention(attention, visual.grid))
+    torch.testing.assert_close(visual.frame_features, pooled)
+    session = engine.session(encoding, method="fastvid", keep=0.5, sampling=sampling)
+    expected = fastvid.select(
+        visual.features, 0.5, saliency=visual.saliency, frame_features=pooled, variant="ov"
+    )  # the head's pooled output is the frame feature DySeg cuts on
+    assert [i.tolist() for i in session.selection.indices] == [i.tolist() for i in expected.indices]
+    result = session.ask("what happens?", generation=GenerationSettings(max_new_tokens=2))
+    assert result.error is None and result.extra["fastvid"]["variant"] == "ov"
+
+
+def test_llava_ov_without_the_head_offline_is_one_clear_error(engines: dict, sample_clip: Path) -> None:
+    from vidqa.errors import ModelLoadError
+
+    load_siglip_head.cache_clear()
+    with pytest.raises(ModelLoadError, match="siglip_head=false for the head-free rule"):
+        engines["llava_onevision"].encode_video(sample_clip, SamplingSettings(frames=8), saliency="head")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 ENTRY_VERSION = 2
 FEATURES = "features"
 SALIENCY = "saliency"
+FRAME_FEATURES = "frame_features"
 EXTRA_PREFIX = "extra."
 POSITION_PREFIX = "position."
 
@@ -82,6 +83,8 @@ def entry_tensors(encoding: VideoEncoding) -> dict[str, torch.Tensor]:
     tensors = {FEATURES: encoding.visual.features}
     if encoding.visual.saliency is not None:
         tensors[SALIENCY] = encoding.visual.saliency
+    if encoding.visual.frame_features is not None:
+        tensors[FRAME_FEATURES] = encoding.visual.frame_features
     tensors.update({EXTRA_PREFIX + name: value for name, value in encoding.visual.per_token.items()})
     tensors.update({POSITION_PREFIX + name: value for name, value in encoding.layout.position_inputs.items()})
     return tensors
@@ -98,6 +101,7 @@ def entry_meta(encoding: VideoEncoding) -> dict[str, Any]:
         "info": dataclasses.asdict(encoding.info),
         "warnings": encoding.warnings,
         "grid": list(grid) if grid else None,
+        "saliency_mode": encoding.visual.saliency_mode,
     }
 
 
@@ -129,6 +133,8 @@ def from_entry(
         per_token={name: value.to(device, dtype) for name, value in named(EXTRA_PREFIX).items()},
         grid=grid,  # type: ignore[arg-type]
         saliency=tensors[SALIENCY].to(device) if SALIENCY in tensors else None,
+        frame_features=tensors[FRAME_FEATURES].to(device) if FRAME_FEATURES in tensors else None,
+        saliency_mode=meta.get("saliency_mode"),
     )
     return VideoEncoding(
         video=video,

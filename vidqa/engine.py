@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vidqa._version import __version__
-from vidqa.compress.registry import DEFAULT_METHOD, Compression, build_compression
+from vidqa.compress.registry import DEFAULT_METHOD, Compression, build_compression, needs_saliency
 from vidqa.encoding import SALIENCY, Prepared, VideoEncoding, entry_meta, entry_tensors, from_entry
 from vidqa.errors import CacheError, UsageError
 from vidqa.memory import reset_peak
@@ -109,13 +109,6 @@ class InspectReport:
             "frames": frames,
             "warnings": self.warnings,
         }
-
-
-def needs_saliency(*compressions: Compression) -> bool:
-    """Whether encoding must also record the vision tower's saliency for any of these settings."""
-    return any(
-        "saliency" in compression.impl.needs and not compression.is_identity for compression in compressions
-    )
 
 
 class Engine:
@@ -208,7 +201,7 @@ class Engine:
             max_side=self.adapter.decode_side(),
         )
 
-    def cache_key(self, video: str | Path, sampling: SamplingSettings, *, saliency: bool = False) -> str:
+    def cache_key(self, video: str | Path, sampling: SamplingSettings, *, saliency: str | None = None) -> str:
         """Key of a video's encoding: file and model identities, sampling, dtype, decode size, versions (and
         whether it carries the vision tower's saliency: entries are immutable, so that is another entry)."""
         import transformers
@@ -226,7 +219,7 @@ class Engine:
             decode_side=self.adapter.decode_side(),
             transformers=".".join(transformers.__version__.split(".")[:2]),
             version=ENTRY_VERSION,
-            **({"saliency": True} if saliency else {}),
+            **({"saliency": saliency} if saliency else {}),
         )
 
     def prefix_key(self, feature_key: str, compression: Compression, prefix_ids: torch.Tensor) -> str:
@@ -251,7 +244,9 @@ class Engine:
             version=PREFIX_VERSION,
         )
 
-    def prepare(self, video: str | Path, sampling: SamplingSettings, *, saliency: bool = False) -> Prepared:
+    def prepare(
+        self, video: str | Path, sampling: SamplingSettings, *, saliency: str | None = None
+    ) -> Prepared:
         """The model-free half: a cache hit, or decoded frames. Safe to run on a background thread.
         saliency: look for the entry that carries the vision tower's saliency."""
         timings = Timings()
@@ -270,7 +265,7 @@ class Engine:
         return Prepared(str(video), clip=clip, key=key, timings=timings, sampling=sampling)
 
     @torch.inference_mode()
-    def encode(self, prepared: Prepared, *, saliency: bool = False) -> VideoEncoding:
+    def encode(self, prepared: Prepared, *, saliency: str | None = None) -> VideoEncoding:
         """Processor + vision tower (nothing on a cache hit); stores fresh features in the cache.
         saliency: the encoding must carry the vision tower's per-token saliency (FastVID): a cache entry
         without it is encoded again (and rewritten with it)."""
@@ -278,10 +273,10 @@ class Engine:
         timings = prepared.timings
         if saliency and prepared.key and prepared.sampling is not None:  # the entry that carries saliency
             if prepared.entry is None:  # decoded: store under that entry's key
-                prepared.key = self.cache_key(prepared.video, prepared.sampling, saliency=True)
+                prepared.key = self.cache_key(prepared.video, prepared.sampling, saliency=saliency)
             elif SALIENCY not in prepared.entry[0]:  # read without it: look for the other entry, else decode
                 earlier = timings
-                prepared = self.prepare(prepared.video, prepared.sampling, saliency=True)
+                prepared = self.prepare(prepared.video, prepared.sampling, saliency=saliency)
                 timings = prepared.timings
                 timings.add(earlier)
         start = self.clock.now()
@@ -303,7 +298,7 @@ class Engine:
         return encoding
 
     @torch.inference_mode()
-    def add_saliency(self, encoding: VideoEncoding) -> None:
+    def add_saliency(self, encoding: VideoEncoding, mode: str) -> None:
         """Give an encoding made without it the vision tower's saliency (the frames are decoded again when
         they are not at hand); its features stay as they are."""
         frames = encoding.frames
@@ -316,8 +311,10 @@ class Engine:
             clip = Clip(path=encoding.video, frames=frames, times=list(encoding.times),
                         frame_indices=list(encoding.frame_indices), info=encoding.info, decoded_frames=0,
                         skipped_packets=0, warnings=list(encoding.warnings))  # fmt: skip
-        visual, _ = self.adapter.encode(clip, saliency=True)
+        visual, _ = self.adapter.encode(clip, saliency=mode)
         encoding.visual.saliency = visual.saliency
+        encoding.visual.frame_features = visual.frame_features
+        encoding.visual.saliency_mode = visual.saliency_mode
 
     def _store(self, key: str | None, encoding: VideoEncoding, timings: Timings) -> None:
         """Write fresh features to the cache; a cache that cannot be written is a warning, not a failure."""
@@ -331,7 +328,7 @@ class Engine:
         timings.cache_write = time.perf_counter() - start
 
     def encode_video(
-        self, video: str | Path, sampling: SamplingSettings | None = None, *, saliency: bool = False
+        self, video: str | Path, sampling: SamplingSettings | None = None, *, saliency: str | None = None
     ) -> VideoEncoding:
         """Decode (or read from the cache) and encode one video: its question-independent half."""
         prepared = self.prepare(video, sampling or SamplingSettings(), saliency=saliency)
@@ -371,7 +368,12 @@ class Engine:
 
     def selection_inputs(self, encoding: VideoEncoding) -> dict[str, Any]:
         """What a method that `needs` more than the features gets: the saliency and the family's variant."""
-        return {"saliency": encoding.visual.saliency, "variant": self.adapter.fastvid_variant}
+        visual = encoding.visual
+        return {
+            "saliency": visual.saliency,
+            "frame_features": visual.frame_features,
+            "variant": self.adapter.fastvid_variant,
+        }
 
     def validate(self, compression: Compression) -> None:
         """Refuse, before any video is read, a setting this model cannot run (e.g. DyCoke's layer)."""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vidqa.compress.base import Selection
+from vidqa.compress.registry import needs_saliency
 from vidqa.errors import CacheError, PromptTooLongError, UsageError
 from vidqa.generation import generate_streaming
 from vidqa.memory import peak_bytes, reset_peak
@@ -83,8 +84,9 @@ class Session:
         self.engine = engine
         self.encoding = encoding
         self.compression = compression.for_video(*encoding.visual.shape[:2])  # a token budget becomes a ratio
-        if "saliency" in self.compression.impl.needs and encoding.visual.saliency is None:
-            engine.add_saliency(encoding)  # an encoding made for another method (e.g. in `chat`)
+        wanted = needs_saliency(self.compression)
+        if wanted and (encoding.visual.saliency is None or encoding.visual.saliency_mode != wanted):
+            engine.add_saliency(encoding, wanted)  # an encoding made for another method (e.g. in `chat`)
         self._visual: VisualTokens | None = None  # the features the LLM reads (a merging method's values in)
         self.settings = settings or {}  # the run's settings, copied into every record
         self.keep_prefix = keep_prefix

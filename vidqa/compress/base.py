@@ -144,6 +144,11 @@ class Method:
         """Per-frame scores `inspect` shows as bars (first one charted); empty when the method has none."""
         return {name: [float(v) for v in values] for name, values in selection.scores.items()}
 
+    def saliency_mode(self, params: MethodParams) -> str | None:
+        """For a method that `needs` saliency: which ("attention", or "head" for a family's pretrained
+        pooling head where it has one)."""
+        return "attention" if "saliency" in self.needs else None
+
     def validate_model(self, model: Any, params: MethodParams) -> None:
         """Refuse, before any video is read, a setting that cannot work with this model."""
 

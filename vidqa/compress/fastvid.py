@@ -325,6 +325,11 @@ class FastVidParams(MethodParams):
     dtm_share: float = Field(0.4, ge=0.0, le=1.0, description="d: share of the budget merged into anchors")
     anchor_every: int = Field(4, ge=1, description="p: one anchor frame every p frames of a segment")
     beta: float = Field(0.6, ge=0.0, le=1.0, description="β: the anchor's own weight floor in a merge")
+    siglip_head: bool = Field(
+        True,
+        description="LLaVA-OV: rank by the pretrained SigLIP head as the reference (downloads "
+        "google/siglip-so400m-patch14-384 once); false: the head-free mean query",
+    )
 
 
 class FastVid(Method):
@@ -337,6 +342,10 @@ class FastVid(Method):
 
     def params_for_keep(self, keep: float) -> dict[str, Any]:
         return {"keep": keep}
+
+    def saliency_mode(self, params: MethodParams) -> str | None:
+        assert isinstance(params, FastVidParams)
+        return "head" if params.siglip_head else "attention"
 
     def keep_of(self, params: MethodParams) -> float:
         assert isinstance(params, FastVidParams)

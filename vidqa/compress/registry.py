@@ -133,6 +133,14 @@ class Compression:
         return {**described, "tokens": self.tokens} if self.tokens is not None else described
 
 
+def needs_saliency(*compressions: Compression) -> str | None:
+    """Which saliency encoding must also record for these settings ("attention", "head"), or None."""
+    for compression in compressions:
+        if "saliency" in compression.impl.needs and not compression.is_identity:
+            return compression.impl.saliency_mode(compression.params)
+    return None
+
+
 def build_compression(
     method: str, *, keep: float | None = None, params: Mapping[str, Any] | None = None
 ) -> Compression:

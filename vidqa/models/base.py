@@ -39,6 +39,10 @@ PROBE_QUESTION = "What happens in this video?"
 Prompt = dict[str, torch.Tensor]  # input_ids (1, L), attention_mask (1, L), + what positions need
 
 
+#: turns a vision-tower run's recordings into (saliency (T, M), frame features (T, Dg) or None)
+SaliencyFinish = Callable[["VisualTokens", "BatchFeature"], "tuple[torch.Tensor, torch.Tensor | None]"]
+
+
 @dataclass
 class VisualTokens:
     """One video's visual tokens as the LLM sees them, before any dropping.
@@ -53,6 +57,8 @@ class VisualTokens:
     per_token: dict[str, torch.Tensor] = field(default_factory=dict)
     grid: tuple[int, int] | None = None
     saliency: torch.Tensor | None = None  # (T, M) float32, when a method needs it (models/saliency.py)
+    frame_features: torch.Tensor | None = None  # (T, Dg): a per-frame global feature (the SigLIP head's)
+    saliency_mode: str | None = None  # which saliency was asked for: "attention" or "head"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -236,24 +242,32 @@ class VideoAdapter:
             messages, add_generation_prompt=True, tokenize=False, **template_kwargs
         )
 
-    def encode(self, clip: Clip, *, saliency: bool = False) -> tuple[VisualTokens, VideoLayout]:
+    def encode(self, clip: Clip, *, saliency: str | None = None) -> tuple[VisualTokens, VideoLayout]:
         """Processor over the pixels and vision tower: the video's tokens and its place in any prompt.
-        saliency: also the per-token saliency of the vision tower's last block (or the fallback)."""
-        from vidqa.models.saliency import feature_saliency, recorded_attention
-
+        saliency: also the per-token saliency ("attention": of the vision tower's last block, or the
+        fallback; "head": a family's pretrained pooling head where it has one, else as "attention")."""
         text = self.chat_text(PROBE_QUESTION)
         batch = self._process(text, clip)
         layout = self._layout(text, batch)
-        module = self.saliency_module() if saliency else None
-        if module is None:
+        if saliency is None:
+            return self.visual_tokens(batch), layout
+        with self.recording(saliency) as finish:
             visual = self.visual_tokens(batch)
-        else:
-            with recorded_attention(module) as records:
-                visual = self.visual_tokens(batch)
-            visual.saliency = self.saliency_from(records, visual, batch)
-        if saliency and visual.saliency is None:
-            visual.saliency = feature_saliency(visual.features)
+        visual.saliency, visual.frame_features = finish(visual, batch)
+        visual.saliency_mode = saliency
         return visual, layout
+
+    @contextlib.contextmanager
+    def recording(self, mode: str) -> Iterator[SaliencyFinish]:
+        """Around the vision tower: yields what turns its recordings into (saliency, frame features)."""
+        from vidqa.models.saliency import feature_saliency, recorded_attention
+
+        module = self.saliency_module()
+        if module is None:
+            yield lambda visual, _batch: (feature_saliency(visual.features), None)
+            return
+        with recorded_attention(module) as records:
+            yield lambda visual, batch: (self.saliency_from(records, visual, batch), None)
 
     #: FastVID's rules for this family (the reference's `ov` for LLaVA-OneVision, `qwen` otherwise)
     fastvid_variant = "qwen"

@@ -7,8 +7,10 @@ are 1-D and contiguous after dropping (as the VidCom² and DyCoke reference code
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -16,6 +18,7 @@ from vidqa.models.base import (
     AdapterError,
     GenerateInputs,
     Prompt,
+    SaliencyFinish,
     VideoAdapter,
     VisualTokens,
     token_keep_mask,
@@ -58,6 +61,38 @@ class LlavaOnevisionAdapter(VideoAdapter):
         return VisualTokens(features=pooled.view(num_frames, m, -1), grid=(side, side))
 
     fastvid_variant = "ov"
+
+    @contextlib.contextmanager
+    def recording(self, mode: str) -> Iterator[SaliencyFinish]:
+        """ "head": FastVID's reference rule, the pretrained SigLIP pooling head on the tower's last hidden
+        state (read by a forward hook on the last layer for this call only); else the head-free rule."""
+        if mode != "head":
+            with super().recording(mode) as finish:
+                yield finish
+            return
+        from vidqa.models.saliency import resized_attention
+        from vidqa.models.siglip_head import load_siglip_head
+
+        config = self.model.config.vision_config
+        head = load_siglip_head(
+            config.hidden_size, config.num_attention_heads, config.layer_norm_eps, str(self.device),
+            str(self.model.dtype).removeprefix("torch."),
+        )  # fmt: skip
+        last: list[torch.Tensor] = []
+
+        def keep_output(_module: torch.nn.Module, _args: Any, output: Any) -> None:
+            last.append(output[0] if isinstance(output, tuple) else output)
+
+        def finish(visual: VisualTokens, _batch: BatchFeature) -> tuple[torch.Tensor, torch.Tensor]:
+            attention, pooled = head(last[-1])  # (T, P), (T, D)
+            assert visual.grid is not None
+            return resized_attention(attention, visual.grid), pooled
+
+        handle = self.model.model.vision_tower.encoder.layers[-1].register_forward_hook(keep_output)
+        try:
+            yield finish
+        finally:
+            handle.remove()
 
     def saliency_module(self) -> torch.nn.Module | None:
         return self.model.model.vision_tower.encoder.layers[-1].self_attn
