@@ -375,6 +375,12 @@ def test_merged_features_land_in_their_slots_on_every_family(
         torch.testing.assert_close(
             inputs.inputs_embeds[0, inputs.visual_positions], expected.to(inputs.inputs_embeds.dtype)
         )
+        text, full_text = (torch.ones(x.length, dtype=torch.bool) for x in (inputs, full))
+        text[inputs.visual_positions] = False
+        full_text[full.visual_positions] = False
+        torch.testing.assert_close(
+            inputs.inputs_embeds[0, text], full.inputs_embeds[0, full_text]
+        )  # text as is
     else:  # Gemma 4 hands the kept features over beside the ids
         (handed,) = inputs.visual_inputs["mm_encoder_outputs"]["video"].pooler_output
         torch.testing.assert_close(handed.reshape(-1, d), expected.to(handed.dtype))

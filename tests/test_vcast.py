@@ -170,6 +170,8 @@ def test_token_budget_per_method() -> None:
     assert build_compression("vcast").with_tokens(total).for_video(4 * frames, tokens).keep == 0.25
     x = torch.randn(4 * frames, tokens, 16, generator=torch.Generator().manual_seed(0))
     assert build_compression("vcast").with_tokens(total).for_video(4 * frames, tokens).select(x).kept == total
+    fastvid = build_compression("fastvid").with_tokens(627).for_video(frames, tokens)
+    assert fastvid.keep == pytest.approx(627 / total, abs=1e-6) and fastvid.tokens == 627
     dycoke = build_compression("dycoke").with_tokens(3136).for_video(frames, tokens)  # keep 0.5
     assert dycoke.keep == pytest.approx(0.5, abs=1e-6) and dycoke.params.model_dump()[
         "prune"
