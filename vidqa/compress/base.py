@@ -153,6 +153,20 @@ class Method:
         """Refuse, before any video is read, a setting that cannot work with this model."""
 
 
+class KeepRatioMethod(Method):
+    """A method whose `keep` parameter is its retention ratio R (VidCom², V-CAST, FastVID): `--keep R` sets
+    it, and R = 1 is no compression (the method is not run: vidqa's keep 1 is the model's plain generate)."""
+
+    def params_for_keep(self, keep: float) -> dict[str, Any]:
+        return {"keep": keep}
+
+    def keep_of(self, params: MethodParams) -> float:
+        return float(params.keep)  # type: ignore[attr-defined]
+
+    def is_identity(self, params: MethodParams) -> bool:
+        return params.keep == 1.0  # type: ignore[attr-defined]
+
+
 def check_keep(keep: object) -> float:
     """`--keep` is a number in (0, 1]; the one check every method and every entry point shares."""
     if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < float(keep) <= 1.0:

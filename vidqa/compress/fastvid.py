@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from vidqa.compress.base import Method, MethodParams, Selection
+from vidqa.compress.base import KeepRatioMethod, MethodParams, Selection
 from vidqa.errors import UsageError
 
 Variant = Literal["ov", "qwen"]
@@ -332,7 +332,7 @@ class FastVidParams(MethodParams):
     )
 
 
-class FastVid(Method):
+class FastVid(KeepRatioMethod):
     name = "fastvid"
     summary = (
         "FastVID (NeurIPS 2025): segments, the most salient tokens per frame, the rest merged into anchors"
@@ -340,20 +340,9 @@ class FastVid(Method):
     Params = FastVidParams
     needs = frozenset({"saliency"})
 
-    def params_for_keep(self, keep: float) -> dict[str, Any]:
-        return {"keep": keep}
-
     def saliency_mode(self, params: MethodParams) -> str | None:
         assert isinstance(params, FastVidParams)
         return "head" if params.siglip_head else "attention"
-
-    def keep_of(self, params: MethodParams) -> float:
-        assert isinstance(params, FastVidParams)
-        return params.keep
-
-    def is_identity(self, params: MethodParams) -> bool:
-        assert isinstance(params, FastVidParams)
-        return params.keep == 1.0
 
     def select(
         self, features: torch.Tensor, params: MethodParams, inputs: dict[str, Any] | None = None

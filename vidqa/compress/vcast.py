@@ -13,12 +13,10 @@ float64), exact ties broken by the lower index, and `R` exposed (the reference h
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field
 
-from vidqa.compress.base import Method, MethodParams, Selection
+from vidqa.compress.base import KeepRatioMethod, MethodParams, Selection
 from vidqa.compress.vidcom2 import scoring_dtype, smallest_k_mask
 from vidqa.errors import UsageError, VidqaError
 
@@ -150,21 +148,10 @@ class VCastParams(MethodParams):
     )
 
 
-class VCast(Method):
+class VCast(KeepRatioMethod):
     name = "vcast"
     summary = "V-CAST (2026): budgets follow where the video's trajectory turns, then diverse, active tokens"
     Params = VCastParams
-
-    def params_for_keep(self, keep: float) -> dict[str, Any]:
-        return {"keep": keep}
-
-    def keep_of(self, params: MethodParams) -> float:
-        assert isinstance(params, VCastParams)
-        return params.keep
-
-    def is_identity(self, params: MethodParams) -> bool:
-        assert isinstance(params, VCastParams)
-        return params.keep == 1.0
 
     def select(self, features: torch.Tensor, params: MethodParams) -> Selection:
         assert isinstance(params, VCastParams)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from pydantic import Field
 
-from vidqa.compress.base import Method, MethodParams, Selection
+from vidqa.compress.base import KeepRatioMethod, MethodParams, Selection
 from vidqa.errors import UsageError, VidqaError
 
 TAU = 0.01
@@ -218,24 +217,12 @@ class VidCom2Params(MethodParams):
     )
 
 
-class VidCom2(Method):
+class VidCom2(KeepRatioMethod):
     name = "vidcom2"
     summary = (
         "VidCom² (EMNLP 2025): per-frame budgets from frame uniqueness, then the most distinctive tokens"
     )
     Params = VidCom2Params
-
-    def params_for_keep(self, keep: float) -> dict[str, Any]:
-        return {"keep": keep}
-
-    def keep_of(self, params: MethodParams) -> float:
-        assert isinstance(params, VidCom2Params)
-        return params.keep
-
-    def is_identity(self, params: MethodParams) -> bool:
-        # R = 1 would still drop ~3 % (ratios are capped at 1): vidqa's keep 1 means no compression at all.
-        assert isinstance(params, VidCom2Params)
-        return params.keep == 1.0
 
     def select(self, features: torch.Tensor, params: MethodParams) -> Selection:
         assert isinstance(params, VidCom2Params)
