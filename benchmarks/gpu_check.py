@@ -70,6 +70,8 @@ def settings() -> list[Compression]:
         build_compression("vidcom2", keep=0.25),
         build_compression("vidcom2", keep=0.15),
         build_compression("dycoke", keep=DYCOKE_KEEP),
+        build_compression("vcast", keep=0.25),
+        build_compression("fastvid", keep=0.25, params={"siglip_head": False}),  # the device is offline
     ]
 
 

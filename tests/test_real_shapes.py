@@ -158,8 +158,11 @@ def test_gpu_check_dry_run_writes_its_table(tmp_path: Path) -> None:
                            "--max-new-tokens", "3"]) == 0  # fmt: skip
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     rows = report["rows"]
-    assert [r["model"] for r in rows] == [m for m in gpu_check.MODELS for _ in range(4)]
-    assert {r["label"] for r in rows} == {"none", "vidcom2 0.25", "vidcom2 0.15", "dycoke 0.475"}
+    count = len(gpu_check.settings())
+    assert [r["model"] for r in rows] == [m for m in gpu_check.MODELS for _ in range(count)]
+    assert {r["label"] for r in rows} == {
+        "none", "vidcom2 0.25", "vidcom2 0.15", "dycoke 0.475", "vcast 0.25", "fastvid 0.25",
+    }  # fmt: skip
     for row in rows:
         assert (
             row["generated_tokens"] == 3
@@ -169,7 +172,7 @@ def test_gpu_check_dry_run_writes_its_table(tmp_path: Path) -> None:
         if row["method"] != "none":
             assert row["visual_tokens"]["kept"] < row["visual_tokens"]["total"]
     table = (tmp_path / "gpu_check.md").read_text()
-    assert table.count("| qwen3-vl-8b | 4 |") == 4 and "prefill ×" in table
+    assert table.count("| qwen3-vl-8b | 4 |") == count and "prefill ×" in table
 
 
 @pytest.mark.parametrize(
