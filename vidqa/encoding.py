@@ -45,6 +45,7 @@ class Prepared:
     key: str | None = None  # feature-cache key, when a cache is in use
     timings: Timings = field(default_factory=Timings)  # decode or cache_read
     sampling: SamplingSettings | None = None  # how the frames were (or would be) sampled
+    saliency: str | None = None  # the saliency mode whose cache entry was looked up (see Engine.encode)
 
 
 @dataclass

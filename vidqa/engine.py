@@ -20,7 +20,7 @@ import torch
 
 from vidqa._version import __version__
 from vidqa.compress.registry import DEFAULT_METHOD, Compression, build_compression, needs_saliency
-from vidqa.encoding import SALIENCY, Prepared, VideoEncoding, entry_meta, entry_tensors, from_entry
+from vidqa.encoding import Prepared, VideoEncoding, entry_meta, entry_tensors, from_entry
 from vidqa.errors import CacheError, UsageError
 from vidqa.memory import reset_peak
 from vidqa.models import DEFAULT_MODEL, resolve_model_id
@@ -258,11 +258,13 @@ class Engine:
             entry = self.cache.get(key)
             timings.cache_read = time.perf_counter() - start
             if entry is not None:
-                return Prepared(str(video), entry=entry, key=key, timings=timings, sampling=sampling)
+                return Prepared(
+                    str(video), entry=entry, key=key, timings=timings, sampling=sampling, saliency=saliency
+                )
         start = time.perf_counter()
         clip = self.decode(video, sampling)
         timings.decode = time.perf_counter() - start
-        return Prepared(str(video), clip=clip, key=key, timings=timings, sampling=sampling)
+        return Prepared(str(video), clip=clip, key=key, timings=timings, sampling=sampling, saliency=saliency)
 
     @torch.inference_mode()
     def encode(self, prepared: Prepared, *, saliency: str | None = None) -> VideoEncoding:
@@ -271,10 +273,11 @@ class Engine:
         without it is encoded again (and rewritten with it)."""
         reset_peak(self.device)  # the item's peak starts here: the vision tower is usually its largest
         timings = prepared.timings
-        if saliency and prepared.key and prepared.sampling is not None:  # the entry that carries saliency
-            if prepared.entry is None:  # decoded: store under that entry's key
+        if saliency != prepared.saliency and prepared.key and prepared.sampling is not None:
+            # prepared for another saliency mode: its cache entry is another one (entries are immutable)
+            if prepared.entry is None:  # decoded: store under this mode's key
                 prepared.key = self.cache_key(prepared.video, prepared.sampling, saliency=saliency)
-            elif SALIENCY not in prepared.entry[0]:  # read without it: look for the other entry, else decode
+            else:  # read for another mode: look for this mode's entry, else decode
                 earlier = timings
                 prepared = self.prepare(prepared.video, prepared.sampling, saliency=saliency)
                 timings = prepared.timings

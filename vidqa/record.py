@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vidqa.compress.registry import Compression
 
 #: Every timed phase, in pipeline order; `total` is the item's wall time.
 PHASES = (
@@ -144,8 +147,14 @@ class Result:
 
     @classmethod
     def failure(
-        cls, video: str, question: str, error: str, *, started: float | None = None, **fields: Any
-    ) -> Result:
+        cls, video: str, question: str, error: str, *, started: float | None = None,
+        compression: Compression | None = None, **fields: Any,
+    ) -> Result:  # fmt: skip
+        """A record for an item that failed; `compression` fills in the setting it was asked under."""
+        if compression is not None:
+            fields.update(
+                method=compression.method, keep=compression.keep, params=compression.params.model_dump()
+            )
         result = cls(video=video, question=question, error=error, **fields)
         if started is not None:
             result.timings.total = time.perf_counter() - started

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from vidqa.compress.registry import Compression
+from vidqa.compress.registry import Compression, needs_saliency
 from vidqa.encoding import Prepared
-from vidqa.engine import Engine, needs_saliency
+from vidqa.engine import Engine
 from vidqa.errors import describe_error
 from vidqa.items import Item, group_by_video
 from vidqa.record import Result
@@ -115,8 +115,6 @@ def _answer_video(
                 exception=exc,
                 started=started,
                 model=engine.model_name,
-                method=compression.method,
-                keep=compression.keep,
-                params=compression.params.model_dump(),
+                compression=compression,
                 settings=settings,
             )

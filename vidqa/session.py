@@ -203,10 +203,10 @@ class Session:
             prefix=reuse,
             warnings=warnings,
             settings=self.settings,
-            extra={**stats.extra, **self._budget()},
+            extra={**stats.extra, **self._selection_facts()},
         )
 
-    def _budget(self) -> dict[str, Any]:
+    def _selection_facts(self) -> dict[str, Any]:
         """The record's `tokens` (the budget asked for; its `keep` is the ratio it came to) and, for FastVID,
         the variant that ran and its segments."""
         facts: dict[str, Any] = {}

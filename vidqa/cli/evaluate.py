@@ -29,6 +29,8 @@ from vidqa.cli.options import (
     RemoteCodeOpt,
     RevisionOpt,
     sampling_from_flags,
+    settings_grid,
+    split_list,
 )
 from vidqa.cli.output import Reporter
 from vidqa.errors import UsageError
@@ -123,10 +125,7 @@ def evaluate(
     time per question, overall and per task. Fails (exit 1) when a compressed setting answers exactly as
     none on every question (compression not applied) or every answer is empty.
     """
-    from vidqa.bench import configurations
-    from vidqa.compress.registry import parse_param_flags
     from vidqa.evaluation.data import load_benchmark
-    from vidqa.presets import load_preset
     from vidqa.records import RecordFile
     from vidqa.settings import GenerationSettings
 
@@ -136,12 +135,9 @@ def evaluate(
         with sigterm_as_interrupt():
             if resume and output is None:
                 raise UsageError("--resume needs --output (the file to resume)")
-            configs, skipped = configurations(
-                _split(methods), _keeps(keeps), params=parse_param_flags(param),
-                extra=[load_preset(name).settings() for name in preset or []],
-            )  # fmt: skip
+            configs, skipped = settings_grid(methods=methods, keeps=keeps, params=param, presets=preset)
             items = load_benchmark(
-                data, layout=layout, video_root=video_root, tasks=_split(tasks or ""), limit=limit
+                data, layout=layout, video_root=video_root, tasks=split_list(tasks or ""), limit=limit
             )
             sampling = sampling_from_flags(frames=frames, fps=fps, max_frames=max_frames)
             generation = GenerationSettings(max_new_tokens=max_new_tokens)
@@ -168,17 +164,6 @@ def evaluate(
         record_file.close()
     failed = any(record.get("error") for record in records.values())
     raise typer.Exit(0 if passed and not failed else 1)
-
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _keeps(text: str) -> list[float]:
-    try:
-        return [float(part) for part in _split(text)]
-    except ValueError:
-        raise UsageError(f"--keep expects comma-separated numbers (got {text!r})") from None
 
 
 Records = dict[tuple[str, ...], dict[str, Any]]

@@ -195,6 +195,31 @@ def compression_from_flags(
     return compression if tokens is None else compression.with_tokens(tokens)
 
 
+def split_list(text: str) -> list[str]:
+    """A comma-separated option (`--methods`, `--tasks`) as its non-empty items."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def settings_grid(
+    *, methods: str, keeps: str, params: list[str] | None, presets: list[str] | None
+) -> tuple[list[Compression], list[str]]:
+    """`--methods` × `--keep` (+ `--preset` settings) for `bench` and `eval`: the settings, `none` first,
+    and notes on what a method cannot reach."""
+    from vidqa.bench import configurations
+    from vidqa.compress.registry import parse_param_flags
+    from vidqa.errors import UsageError
+    from vidqa.presets import load_preset
+
+    try:
+        keep_list = [float(part) for part in split_list(keeps)]
+    except ValueError:
+        raise UsageError(f"--keep expects comma-separated numbers (got {keeps!r})") from None
+    return configurations(
+        split_list(methods), keep_list, params=parse_param_flags(params),
+        extra=[load_preset(name).settings() for name in presets or []],
+    )  # fmt: skip
+
+
 def sampling_from_flags(*, frames: int | None, fps: float | None, max_frames: int | None) -> SamplingSettings:
     from vidqa.settings import SamplingSettings
 

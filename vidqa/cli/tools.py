@@ -35,6 +35,7 @@ from vidqa.cli.options import (
     TokensOpt,
     compression_from_flags,
     sampling_from_flags,
+    settings_grid,
 )
 from vidqa.cli.output import Reporter
 from vidqa.errors import UsageError
@@ -160,23 +161,13 @@ def bench(
     debug: DebugOpt = False,
 ) -> None:
     """Latency, tokens and memory of several settings side by side (interleaved, after a warm-up, cold)."""
-    from vidqa.bench import configurations, run_bench
-    from vidqa.compress.registry import parse_param_flags
-    from vidqa.presets import load_preset
+    from vidqa.bench import run_bench
     from vidqa.settings import GenerationSettings
 
     reporter = Reporter(quiet=quiet)
     try:
         with sigterm_as_interrupt():
-            method_list = [m.strip() for m in methods.split(",") if m.strip()]
-            try:
-                keep_list = [float(k) for k in keeps.split(",") if k.strip()]
-            except ValueError:
-                raise UsageError(f"--keep expects comma-separated numbers (got {keeps!r})") from None
-            configs, skipped = configurations(
-                method_list, keep_list, params=parse_param_flags(param),
-                extra=[load_preset(name).settings() for name in preset or []],
-            )  # fmt: skip
+            configs, skipped = settings_grid(methods=methods, keeps=keeps, params=param, presets=preset)
             sampling = sampling_from_flags(frames=frames, fps=fps, max_frames=max_frames)
             generation = GenerationSettings(
                 max_new_tokens=max_new_tokens,

@@ -167,6 +167,21 @@ class KeepRatioMethod(Method):
         return params.keep == 1.0  # type: ignore[attr-defined]
 
 
+def check_features(features: object, method: str) -> None:
+    """One video's visual tokens must be a non-empty floating-point (T, M, D) tensor (else a usage error
+    naming the method)."""
+    import torch
+
+    if (
+        not isinstance(features, torch.Tensor)
+        or features.dim() != 3
+        or min(features.shape) < 1
+        or not features.is_floating_point()
+    ):
+        got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise UsageError(f"{method} needs non-empty floating-point visual tokens (T, M, D), got {got}")
+
+
 def check_keep(keep: object) -> float:
     """`--keep` is a number in (0, 1]; the one check every method and every entry point shares."""
     if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < float(keep) <= 1.0:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from vidqa.compress.base import KeepRatioMethod, MethodParams, Selection
+from vidqa.compress.base import KeepRatioMethod, MethodParams, Selection, check_features, check_keep
 from vidqa.errors import UsageError
 
 Variant = Literal["ov", "qwen"]
@@ -301,13 +301,11 @@ def _selection(x: torch.Tensor, salient_sets: list[torch.Tensor], anchor_sets: l
     )
 
 
-def _check_inputs(features: object, saliency: object, keep: object) -> None:
-    if not isinstance(features, torch.Tensor) or features.dim() != 3 or min(features.shape) < 1:
-        raise UsageError("FastVID needs visual tokens of shape (T, M, D)")
+def _check_inputs(features: torch.Tensor, saliency: object, keep: object) -> None:
+    check_features(features, "FastVID")
     if not isinstance(saliency, torch.Tensor) or tuple(saliency.shape) != tuple(features.shape[:2]):
         raise UsageError(f"FastVID needs a saliency of shape (T, M) = {tuple(features.shape[:2])}")
-    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
-        raise UsageError(f"keep must be a number in (0, 1], got {keep!r}")
+    check_keep(keep)
 
 
 # -- the registered method -------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from vidqa.compress.base import KeepRatioMethod, MethodParams, Selection
+from vidqa.compress.base import KeepRatioMethod, MethodParams, Selection, check_features, check_keep
 from vidqa.compress.vidcom2 import scoring_dtype, smallest_k_mask
-from vidqa.errors import UsageError, VidqaError
+from vidqa.errors import VidqaError
 
 TEMPERATURE = 0.7
 """Softmax temperature turning frame curvature into frame weights."""
@@ -37,7 +37,8 @@ def select(features: torch.Tensor, keep: float = 0.25) -> Selection:
 
     Returns ascending kept indices per frame, budgets (T,) long, and the per-frame curvature and weight.
     """
-    _check_inputs(features, keep)
+    check_features(features, "V-CAST")
+    check_keep(keep)
     num_frames, tokens_per_frame, _ = features.shape
     x = features.to(scoring_dtype(features.dtype))  # (T, M, D)
     if num_frames <= 1:
@@ -126,16 +127,6 @@ def token_scores(x: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     low = norms.min(dim=1, keepdim=True).values
     high = norms.max(dim=1, keepdim=True).values
     return diversity + (norms - low) / (high - low + EPS)
-
-
-def _check_inputs(features: object, keep: object) -> None:
-    if not isinstance(features, torch.Tensor) or features.dim() != 3:
-        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
-        raise UsageError(f"V-CAST needs visual tokens of shape (T, M, D), got {shape}")
-    if min(features.shape) < 1 or not features.is_floating_point():
-        raise UsageError(f"V-CAST needs non-empty floating-point features, got {tuple(features.shape)}")
-    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
-        raise UsageError(f"keep must be a number in (0, 1], got {keep!r}")
 
 
 # -- the registered method -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vidqa.compress.registry import Compression
-from vidqa.engine import Engine, needs_saliency
+from vidqa.engine import Engine
 from vidqa.errors import UsageError, describe_error
 from vidqa.record import Result
 from vidqa.records import RecordFile
@@ -124,7 +124,7 @@ class Answerer:
         except Exception as exc:
             result = Result.failure(
                 request.video or "", request.text, describe_error(exc), exception=exc,
-                model=self.engine.model_name, settings=self.settings, **self.compression.to_dict(),
+                model=self.engine.model_name, settings=self.settings, compression=self.compression,
             )  # fmt: skip
             log.warning("vidqa: %s %s: %s", request.task, request.doc_id, result.error)
         if self.records is not None:
@@ -136,10 +136,7 @@ class Answerer:
         if session is not None:
             self._sessions.move_to_end(video)
             return session
-        saliency = needs_saliency(self.compression)
-        prepared = self.engine.prepare(video, self.sampling, saliency=saliency)
-        encoding = self.engine.encode(prepared, saliency=saliency)
-        session = Session(self.engine, encoding, self.compression, settings=self.settings)
+        session = self.engine.session(video, self.compression, sampling=self.sampling)
         self._sessions[video] = session
         while len(self._sessions) > self._capacity:
             self._sessions.popitem(last=False)

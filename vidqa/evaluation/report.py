@@ -22,6 +22,12 @@ OVERALL = "overall"
 GATE_MIN_ITEMS = 10
 
 
+def setting_key(method: str, keep: float, params: dict[str, Any]) -> str:
+    """One compression setting as text: what tells settings apart in records and in the table."""
+    listed = ",".join(f"{name}={params[name]}" for name in sorted(params))
+    return f"{method}|{keep:g}|{listed}"
+
+
 @dataclass
 class Score:
     """One setting on one task (or overall)."""
@@ -104,14 +110,14 @@ class Summary:
 
 def summarize(records: Iterable[dict[str, Any]]) -> Summary:
     """Score records (the newest per question and setting, as given) in the order settings first appear."""
-    settings: dict[tuple[str, float, str], Setting] = {}
+    settings: dict[str, Setting] = {}
     tasks: list[str] = []
     unparsed, failed = [], []
     item_task: dict[str, str] = {}
     for record in records:
         params = record.get("params") or {}
         method, keep = str(record["method"]), float(record["keep"])
-        identity = (method, keep, repr(sorted(params.items())))
+        identity = setting_key(method, keep, params)
         label = "none" if method == "none" else f"{method} {keep:g}"
         setting = settings.setdefault(identity, Setting(label, method, keep, params))
         task, item = str(record.get("task", "all")), str(record["item"])

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from vidqa.compress.registry import Compression
-from vidqa.engine import Engine, needs_saliency
+from vidqa.compress.registry import Compression, needs_saliency
+from vidqa.engine import Engine
 from vidqa.errors import describe_error
 from vidqa.evaluation.data import EvalItem
 from vidqa.evaluation.extract import extract_choice
+from vidqa.evaluation.report import setting_key
 from vidqa.record import Result
 from vidqa.records import RecordKey
 from vidqa.runner import prepared_videos
@@ -29,12 +30,6 @@ from vidqa.settings import GenerationSettings, SamplingSettings
 
 #: lmms-eval's generation for these tasks: at most 16 new tokens, greedy.
 EVAL_MAX_NEW_TOKENS = 16
-
-
-def setting_key(method: str, keep: float, params: dict[str, Any]) -> str:
-    """One compression setting as text (records of several settings share a file)."""
-    listed = ",".join(f"{name}={params[name]}" for name in sorted(params))
-    return f"{method}|{keep:g}|{listed}"
 
 
 def record_key(record: dict[str, Any]) -> RecordKey | None:
@@ -128,6 +123,6 @@ def _failure(engine: Engine, item: EvalItem, config: Compression, exc: Exception
              started: float) -> dict[str, Any]:  # fmt: skip
     result = Result.failure(
         item.video, item.prompt, describe_error(exc), exception=exc, started=started, model=engine.model_name,
-        method=config.method, keep=config.keep, params=config.params.model_dump(), settings=settings,
+        compression=config, settings=settings,
     )  # fmt: skip
     return eval_record(item, result)
